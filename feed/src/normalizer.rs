@@ -1,0 +1,155 @@
+//! The sans-IO normalizer interface: raw venue messages in, frames and driver actions out.
+//!
+//! A normalizer never touches a socket or a clock. Its driver (see [`crate::driver`]) feeds
+//! it each message with the time it was read off the socket, performs the actions it asks for
+//! (fetch a REST snapshot, send a message), and forwards the frames. Tests and
+//! `tickwire normalize` drive the same code from capture files.
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+use tickwire_sdk::wire::{DecimalError, Frame, Venue};
+
+/// Something the normalizer needs its driver to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Fetch the venue's REST book snapshot for `symbol`, then call
+    /// [`Normalizer::on_snapshot`] with the body (retrying on failure while connected).
+    FetchSnapshot {
+        /// The venue's symbol.
+        symbol: String,
+    },
+    /// Send this text message to the venue on the current connection.
+    Send(String),
+}
+
+/// What one call produced. Reused between calls: the driver drains it each time.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Frames, in order, with `seq` and `ts_publish` unset.
+    pub frames: Vec<Frame>,
+    /// Actions for the driver, in order.
+    pub actions: Vec<Action>,
+}
+
+impl Output {
+    /// An empty output.
+    pub fn new() -> Output {
+        Output::default()
+    }
+
+    /// Empties both lists, keeping their capacity.
+    pub fn clear(&mut self) {
+        self.frames.clear();
+        self.actions.clear();
+    }
+}
+
+/// Why a message could not be normalized. The message is skipped and counted; a message that
+/// leaves a book in doubt also flags that book and starts a resync.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum NormalizeError {
+    /// Not valid JSON.
+    #[error("malformed JSON: {0}")]
+    Json(String),
+    /// A field is missing or has the wrong type.
+    #[error("{message}: field `{field}` is missing or not {expected}")]
+    Field {
+        /// The message type being read.
+        message: &'static str,
+        /// The field.
+        field: &'static str,
+        /// The type it should have.
+        expected: &'static str,
+    },
+    /// A price or quantity is not an exact decimal in range.
+    #[error("{message}: field `{field}` = {text:?}: {error}")]
+    Decimal {
+        /// The message type being read.
+        message: &'static str,
+        /// The field.
+        field: &'static str,
+        /// The offending text (truncated).
+        text: String,
+        /// What is wrong with it.
+        error: DecimalError,
+    },
+    /// A REST snapshot that cannot be tied to one symbol.
+    #[error("book snapshot for an unknown symbol: {0}")]
+    Snapshot(String),
+    /// The venue rejected a request (subscribe error...).
+    #[error("venue error: {0}")]
+    Venue(String),
+}
+
+/// Counters by message type: every message is either normalized or deliberately ignored, and
+/// each outcome is counted under its own key (`trade`, `depthUpdate`, `ignored:kline`,
+/// `error:json`...).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages fed in (WebSocket messages and REST snapshots).
+    pub messages: u64,
+    /// Frames emitted.
+    pub frames: u64,
+    /// Messages that failed to normalize.
+    pub errors: u64,
+    /// Sequence breaks detected (gaps, checksum mismatches, crossed books).
+    pub gaps: u64,
+    /// Count per outcome key.
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+impl Stats {
+    /// Adds one to the counter `key`.
+    pub fn count(&mut self, key: &str) {
+        match self.by_kind.get_mut(key) {
+            Some(n) => *n += 1,
+            None => {
+                self.by_kind.insert(key.to_string(), 1);
+            }
+        }
+    }
+
+    /// The counter `key` (0 if never counted).
+    pub fn get(&self, key: &str) -> u64 {
+        self.by_kind.get(key).copied().unwrap_or(0)
+    }
+}
+
+/// A venue normalizer with its book builders: sans-IO, one per upstream connection.
+pub trait Normalizer: Send {
+    /// The venue whose dialect this speaks.
+    fn venue(&self) -> Venue;
+
+    /// The connection is up and subscriptions were sent: emits `Connected` statuses and starts
+    /// buffering book updates for a fresh sync.
+    fn on_connect(&mut self, ts: u64, out: &mut Output);
+
+    /// One message from the venue, read off the socket at `ts_recv` (ns). `raw` is parsed in
+    /// place and left modified.
+    fn on_message(
+        &mut self,
+        raw: &mut [u8],
+        ts_recv: u64,
+        out: &mut Output,
+    ) -> Result<(), NormalizeError>;
+
+    /// The body of a REST book snapshot for `symbol`, requested by [`Action::FetchSnapshot`].
+    fn on_snapshot(
+        &mut self,
+        symbol: &str,
+        raw: &mut [u8],
+        ts_recv: u64,
+        out: &mut Output,
+    ) -> Result<(), NormalizeError>;
+
+    /// No message arrived for a while: emits `Stale` statuses (`detail` says how long).
+    fn on_stale(&mut self, ts: u64, detail: &str, out: &mut Output);
+
+    /// The connection is gone: emits `Disconnected` statuses and flags every book bad until it
+    /// is resynced on the next connection.
+    fn on_disconnect(&mut self, ts: u64, reason: &str, out: &mut Output);
+
+    /// Counters so far.
+    fn stats(&self) -> &Stats;
+}
