@@ -76,7 +76,9 @@ pub enum CaptureError {
         source: io::Error,
     },
     /// A line is in none of the known formats.
-    #[error("{path}:{line}: not a capture line (expected `<ns> <frame>`, `<secs>: <frame>` or a bare JSON frame): {snippet}")]
+    #[error(
+        "{path}:{line}: not a capture line (expected `<ns> <frame>`, `<secs>: <frame>` or a bare JSON frame): {snippet}"
+    )]
     Format {
         /// The file.
         path: String,
@@ -277,16 +279,31 @@ mod tests {
         assert!(matches!(r.kind, RecordKind::Connect { .. }));
         assert!(r.payload.is_empty());
 
-        let r = parse_line(br#"wss://ws.kraken.com <- 1618678132.8253062: {"event":"subscribe"}"#, 6).unwrap();
+        let r = parse_line(
+            br#"wss://ws.kraken.com <- 1618678132.8253062: {"event":"subscribe"}"#,
+            6,
+        )
+        .unwrap();
         assert!(matches!(r.kind, RecordKind::Sent { .. }));
     }
 
     #[test]
     fn rejects_garbage() {
-        for bad in [&b"hello world"[..], b"12ab {}", b"x <=> 1.0", b"x -> notatime: {}"] {
-            assert!(parse_line(bad, 1).is_none(), "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"hello world"[..],
+            b"12ab {}",
+            b"x <=> 1.0",
+            b"x -> notatime: {}",
+        ] {
+            assert!(
+                parse_line(bad, 1).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        let mut r = CaptureReader::from_reader("t".into(), io::Cursor::new(b"{}\n\nbad line\n".to_vec())).unwrap();
+        let mut r =
+            CaptureReader::from_reader("t".into(), io::Cursor::new(b"{}\n\nbad line\n".to_vec()))
+                .unwrap();
         assert!(r.next_record().unwrap().is_ok());
         let err = r.next_record().unwrap().unwrap_err();
         assert!(err.to_string().contains("t:3"), "{err}");

@@ -12,6 +12,7 @@ pub mod binance;
 pub mod book;
 pub mod capture;
 pub mod clock;
+pub mod json;
 pub mod normalizer;
 pub mod sim;
 pub mod symbols;

@@ -44,10 +44,14 @@ pub enum WireError {
         have: usize,
     },
     /// The batch does not start with `TW`.
-    #[error("not a tickwire batch (bad magic {0:02x?}); is the peer speaking the tickwire binary protocol?")]
+    #[error(
+        "not a tickwire batch (bad magic {0:02x?}); is the peer speaking the tickwire binary protocol?"
+    )]
     BadMagic([u8; 2]),
     /// The batch was written by an incompatible version.
-    #[error("wire version {0} is not supported (this build speaks {WIRE_VERSION}); upgrade the side that is older")]
+    #[error(
+        "wire version {0} is not supported (this build speaks {WIRE_VERSION}); upgrade the side that is older"
+    )]
     Version(u8),
     /// A frame length is larger than [`MAX_FRAME_LEN`].
     #[error("frame {index} claims {len} bytes, more than the {MAX_FRAME_LEN}-byte limit")]
@@ -314,8 +318,8 @@ fn validate(bytes: &[u8]) -> Result<Vec<(u32, u32)>, WireError> {
     let mut offset = BATCH_HEADER_LEN;
     for index in 0..count {
         let len_bytes = take(bytes, offset, 4)?;
-        let len = u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]])
-            as usize;
+        let len =
+            u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
         if len > MAX_FRAME_LEN {
             return Err(WireError::FrameTooLarge { index, len });
         }

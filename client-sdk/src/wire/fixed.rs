@@ -277,7 +277,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_text() {
-        for bad in ["", "-", ".", "abc", "1.2.3", "1,5", "1e", "1e+", " 1", "1 ", "0x10", "e5"] {
+        for bad in [
+            "", "-", ".", "abc", "1.2.3", "1,5", "1e", "1e+", " 1", "1 ", "0x10", "e5",
+        ] {
             assert_eq!(p(bad), Err(DecimalError::Syntax), "{bad:?}");
         }
         assert_eq!(p("0.0000000001"), Err(DecimalError::Inexact));

@@ -73,7 +73,9 @@ impl fmt::Display for Venue {
 
 /// A venue name that is not one of [`Venue::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("unknown venue {0:?}; known venues: binance, binance-futures, coinbase, coinbase-advanced, kraken, okx, bybit, bybit-linear")]
+#[error(
+    "unknown venue {0:?}; known venues: binance, binance-futures, coinbase, coinbase-advanced, kraken, okx, bybit, bybit-linear"
+)]
 pub struct UnknownVenue(pub String);
 
 impl FromStr for Venue {

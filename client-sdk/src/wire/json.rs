@@ -5,7 +5,9 @@
 //! epoch. The field order is fixed, so the same frame always renders to the same bytes.
 
 use super::fixed::write_decimal;
-use super::frame::{ArchivedBody, ArchivedFrame, ArchivedTradeId, BookSide, Side, StatusCode, flags};
+use super::frame::{
+    ArchivedBody, ArchivedFrame, ArchivedTradeId, BookSide, Side, StatusCode, flags,
+};
 use super::instruments::InstrumentInfo;
 
 /// Which header fields to render.
@@ -25,7 +27,12 @@ impl Default for JsonOptions {
 ///
 /// `info` supplies symbol and display precision; without it the symbol renders as `null`
 /// and numbers with as many decimals as they need.
-pub fn render(frame: &ArchivedFrame, info: Option<&InstrumentInfo>, opts: JsonOptions, out: &mut Vec<u8>) {
+pub fn render(
+    frame: &ArchivedFrame,
+    info: Option<&InstrumentInfo>,
+    opts: JsonOptions,
+    out: &mut Vec<u8>,
+) {
     let (pd, qd) = info.map_or((0, 0), |i| (i.price_decimals, i.qty_decimals));
     out.extend_from_slice(b"{\"type\":\"");
     out.extend_from_slice(frame.kind().json_name().as_bytes());
@@ -92,9 +99,23 @@ pub fn render(frame: &ArchivedFrame, info: Option<&InstrumentInfo>, opts: JsonOp
         }
         ArchivedBody::BookSnapshot(s) => {
             out.extend_from_slice(b",\"bids\":[");
-            levels(out, s.bids.iter().map(|l| (l.price.to_native(), l.qty.to_native())), pd, qd);
+            levels(
+                out,
+                s.bids
+                    .iter()
+                    .map(|l| (l.price.to_native(), l.qty.to_native())),
+                pd,
+                qd,
+            );
             out.extend_from_slice(b"],\"asks\":[");
-            levels(out, s.asks.iter().map(|l| (l.price.to_native(), l.qty.to_native())), pd, qd);
+            levels(
+                out,
+                s.asks
+                    .iter()
+                    .map(|l| (l.price.to_native(), l.qty.to_native())),
+                pd,
+                qd,
+            );
             out.push(b']');
         }
         ArchivedBody::Status(s) => {
@@ -118,7 +139,11 @@ pub fn render(frame: &ArchivedFrame, info: Option<&InstrumentInfo>, opts: JsonOp
 }
 
 /// Renders `frame` as a `String` (convenience for tests and tools).
-pub fn render_string(frame: &ArchivedFrame, info: Option<&InstrumentInfo>, opts: JsonOptions) -> String {
+pub fn render_string(
+    frame: &ArchivedFrame,
+    info: Option<&InstrumentInfo>,
+    opts: JsonOptions,
+) -> String {
     let mut out = Vec::with_capacity(256);
     render(frame, info, opts, &mut out);
     String::from_utf8(out).unwrap_or_default()
@@ -249,13 +274,19 @@ mod tests {
             0,
             0,
             Body::BookSnapshot(BookSnapshot {
-                bids: vec![Level { price: 100_000_000_000, qty: 1_500_000_000 }],
+                bids: vec![Level {
+                    price: 100_000_000_000,
+                    qty: 1_500_000_000,
+                }],
                 asks: vec![],
             }),
         )
         .with_flags(flags::SNAPSHOT | flags::LAST);
         let v = json(&snap, Some(&btc()));
-        assert_eq!(v["bids"], serde_json::json!([["100.00000000", "1.50000000"]]));
+        assert_eq!(
+            v["bids"],
+            serde_json::json!([["100.00000000", "1.50000000"]])
+        );
         assert_eq!(v["asks"], serde_json::json!([]));
         assert_eq!(v["flags"], serde_json::json!(["last", "snapshot"]));
         let delta = Frame::new(
@@ -263,7 +294,11 @@ mod tests {
             id,
             0,
             0,
-            Body::BookDelta(BookDelta { side: BookSide::Bid, price: 100_000_000_000, qty: 0 }),
+            Body::BookDelta(BookDelta {
+                side: BookSide::Bid,
+                price: 100_000_000_000,
+                qty: 0,
+            }),
         );
         let v = json(&delta, Some(&btc()));
         assert_eq!(v["side"], "bid");
@@ -277,7 +312,10 @@ mod tests {
             0,
             0,
             0,
-            Body::Status(Status { code: StatusCode::Gap, detail: "a\"b\\c\n\u{1}é".into() }),
+            Body::Status(Status {
+                code: StatusCode::Gap,
+                detail: "a\"b\\c\n\u{1}é".into(),
+            }),
         );
         let v = json(&f, None);
         assert_eq!(v["detail"], "a\"b\\c\n\u{1}é");

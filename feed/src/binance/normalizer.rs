@@ -1,0 +1,658 @@
+//! Binance spot (and USD-M futures) messages -> frames.
+//!
+//! Messages understood: combined-stream envelopes `{"stream":..,"data":..}` and raw-stream
+//! payloads; `trade`, `aggTrade`, `bookTicker`, `depthUpdate`; REST depth snapshots
+//! (`{"lastUpdateId":..}`); subscription replies and errors. Everything else is counted as
+//! `ignored:<type>`.
+
+use simd_json::prelude::*;
+use simd_json::tape::Value;
+use tickwire_sdk::wire::{
+    Body, BookDelta, BookSide, BookSnapshot, Frame, Quote, Side, StatusCode, Trade, TradeId, Venue,
+    flags,
+};
+
+use super::depth_sync::{DepthEvent, DepthSnapshot, DepthSync, Outcome, SyncRule};
+use crate::clock::venue_time_to_ns;
+use crate::json::{
+    Precision, TapeParser, array_field, bool_field, decimal_field, levels, opt_u64_field,
+    str_field, u64_field,
+};
+use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Stats};
+use crate::symbols::{SymbolIndex, SymbolTable};
+
+/// Per-symbol state beyond the symbol table.
+#[derive(Debug)]
+struct SymbolState {
+    /// Book sync, created at the first depth event.
+    depth: Option<DepthSync>,
+    /// The book was flagged bad (gap or disconnect); the next sync reports `Resynced`.
+    book_flagged: bool,
+    /// Last trade id (`t`) seen, to detect missed trades.
+    last_trade_id: Option<u64>,
+    /// Last aggregate trade id (`a`) seen.
+    last_agg_id: Option<u64>,
+}
+
+impl SymbolState {
+    fn new() -> SymbolState {
+        SymbolState {
+            depth: None,
+            book_flagged: false,
+            last_trade_id: None,
+            last_agg_id: None,
+        }
+    }
+}
+
+/// The Binance normalizer with its book builders. One per upstream connection.
+pub struct BinanceNormalizer {
+    venue: Venue,
+    rule: SyncRule,
+    symbols: SymbolTable,
+    state: Vec<SymbolState>,
+    parser: TapeParser,
+    stats: Stats,
+    /// Scratch event reused for every depth update.
+    scratch: DepthEvent,
+}
+
+/// Where a message came from, for the dispatcher.
+enum Message {
+    Trade { agg: bool },
+    Depth,
+    BookTicker,
+    Snapshot,
+    Reply,
+    Ignored(String),
+}
+
+impl BinanceNormalizer {
+    /// A Binance spot normalizer. `symbols` (venue spelling, e.g. `BTCUSDT`) are announced
+    /// up front so connection statuses can name them; others are learned from the data.
+    pub fn spot(symbols: &[String]) -> BinanceNormalizer {
+        Self::with_rule(Venue::Binance, SyncRule::Spot, symbols)
+    }
+
+    /// A Binance USD-M futures normalizer (the `pu` continuity rule).
+    pub fn usd_futures(symbols: &[String]) -> BinanceNormalizer {
+        Self::with_rule(Venue::BinanceFutures, SyncRule::Futures, symbols)
+    }
+
+    fn with_rule(venue: Venue, rule: SyncRule, symbols: &[String]) -> BinanceNormalizer {
+        let mut n = BinanceNormalizer {
+            venue,
+            rule,
+            symbols: SymbolTable::new(venue),
+            state: Vec::new(),
+            parser: TapeParser::new(),
+            stats: Stats::default(),
+            scratch: DepthEvent::default(),
+        };
+        for s in symbols {
+            n.intern(&s.to_ascii_uppercase());
+        }
+        n
+    }
+
+    /// The book of `symbol` if it is synced (for tests and the engine's checks).
+    pub fn book(&self, symbol: &str) -> Option<&crate::book::OrderBook> {
+        let i = self.symbols.find(symbol)?;
+        self.state[i]
+            .depth
+            .as_ref()
+            .filter(|d| d.is_live())
+            .map(|d| d.book())
+    }
+
+    fn intern(&mut self, symbol: &str) -> SymbolIndex {
+        let i = self.symbols.intern(symbol);
+        if i == self.state.len() {
+            self.state.push(SymbolState::new());
+        }
+        i
+    }
+
+    fn classify(stream: Option<&str>, data: &Value<'_, '_>, root: &Value<'_, '_>) -> Message {
+        match data.get_str("e") {
+            Some("trade") => Message::Trade { agg: false },
+            Some("aggTrade") => Message::Trade { agg: true },
+            Some("depthUpdate") => Message::Depth,
+            Some("bookTicker") => Message::BookTicker,
+            Some(other) => Message::Ignored(other.to_string()),
+            None => {
+                if data.contains_key("lastUpdateId") {
+                    // A bare snapshot is the REST reply; inside a stream envelope it is a
+                    // partial book depth stream (`<symbol>@depth<levels>`), not handled here.
+                    match stream {
+                        None => Message::Snapshot,
+                        Some(_) => Message::Ignored("partialDepth".into()),
+                    }
+                } else if data.contains_key("u")
+                    && data.contains_key("b")
+                    && data.contains_key("a")
+                    && data.contains_key("B")
+                {
+                    Message::BookTicker
+                } else if root.contains_key("id")
+                    || root.contains_key("result")
+                    || root.contains_key("error")
+                    || root.contains_key("code")
+                {
+                    Message::Reply
+                } else {
+                    Message::Ignored("unknown".into())
+                }
+            }
+        }
+    }
+
+    fn on_trade(
+        &mut self,
+        d: &Value<'_, '_>,
+        agg: bool,
+        ts_recv: u64,
+        out: &mut Output,
+    ) -> Result<(), NormalizeError> {
+        let msg = if agg { "aggTrade" } else { "trade" };
+        let symbol = str_field(d, msg, "s")?;
+        let id_field = if agg { "a" } else { "t" };
+        let id = u64_field(d, msg, id_field)?;
+        let price = decimal_field(d, msg, "p")?;
+        let qty = decimal_field(d, msg, "q")?;
+        let time = opt_u64_field(d, msg, "T")?
+            .or(opt_u64_field(d, msg, "E")?)
+            .unwrap_or(0);
+        let buyer_is_maker = bool_field(d, msg, "m")?;
+        let i = self.intern(symbol);
+        let inst = self
+            .symbols
+            .announce(i, price.decimals, qty.decimals, ts_recv, out);
+        // Trade ids are consecutive per symbol: a jump means trades were missed.
+        let last = if agg {
+            &mut self.state[i].last_agg_id
+        } else {
+            &mut self.state[i].last_trade_id
+        };
+        let prev = last.replace(id.max(last.unwrap_or(0)));
+        if let Some(prev) = prev
+            && id > prev + 1
+        {
+            self.stats.gaps += 1;
+            let detail = format!(
+                "{msg} ids {}..={} missing: those trades were not received",
+                prev + 1,
+                id - 1
+            );
+            self.symbols
+                .status(i, StatusCode::Gap, detail, false, ts_recv, out);
+        }
+        out.frames.push(Frame::new(
+            self.venue,
+            inst,
+            venue_time_to_ns(time),
+            ts_recv,
+            Body::Trade(Trade {
+                price: price.value,
+                qty: qty.value,
+                // `m`: the buyer is the maker, so the seller took liquidity.
+                side: if buyer_is_maker {
+                    Side::Sell
+                } else {
+                    Side::Buy
+                },
+                trade_id: TradeId::Num(id),
+            }),
+        ));
+        Ok(())
+    }
+
+    fn on_book_ticker(
+        &mut self,
+        d: &Value<'_, '_>,
+        ts_recv: u64,
+        out: &mut Output,
+    ) -> Result<(), NormalizeError> {
+        const M: &str = "bookTicker";
+        let symbol = str_field(d, M, "s")?;
+        let bid = decimal_field(d, M, "b")?;
+        let bid_qty = decimal_field(d, M, "B")?;
+        let ask = decimal_field(d, M, "a")?;
+        let ask_qty = decimal_field(d, M, "A")?;
+        // Spot bookTicker carries no time; futures carries E (event) and T (transaction).
+        let time = opt_u64_field(d, M, "T")?
+            .or(opt_u64_field(d, M, "E")?)
+            .unwrap_or(0);
+        let i = self.intern(symbol);
+        let pd = bid.decimals.max(ask.decimals);
+        let qd = bid_qty.decimals.max(ask_qty.decimals);
+        let inst = self.symbols.announce(i, pd, qd, ts_recv, out);
+        out.frames.push(Frame::new(
+            self.venue,
+            inst,
+            venue_time_to_ns(time),
+            ts_recv,
+            Body::Quote(Quote {
+                bid_px: bid.value,
+                bid_qty: bid_qty.value,
+                ask_px: ask.value,
+                ask_qty: ask_qty.value,
+            }),
+        ));
+        Ok(())
+    }
+
+    /// Reads a depthUpdate into the scratch event; returns the symbol index and precision.
+    fn parse_depth(
+        &mut self,
+        d: &Value<'_, '_>,
+        ts_recv: u64,
+    ) -> Result<(SymbolIndex, Precision), NormalizeError> {
+        const M: &str = "depthUpdate";
+        let symbol = str_field(d, M, "s")?;
+        let i = self.intern(symbol);
+        let ev = &mut self.scratch;
+        ev.first_id = u64_field(d, M, "U")?;
+        ev.last_id = u64_field(d, M, "u")?;
+        ev.prev_last_id = opt_u64_field(d, M, "pu")?;
+        ev.ts_exchange = venue_time_to_ns(
+            opt_u64_field(d, M, "T")?
+                .or(opt_u64_field(d, M, "E")?)
+                .unwrap_or(0),
+        );
+        ev.ts_recv = ts_recv;
+        ev.bids.clear();
+        ev.asks.clear();
+        let mut precision = Precision::default();
+        levels(
+            &array_field(d, M, "b")?,
+            M,
+            "b",
+            &mut precision,
+            &mut ev.bids,
+        )?;
+        levels(
+            &array_field(d, M, "a")?,
+            M,
+            "a",
+            &mut precision,
+            &mut ev.asks,
+        )?;
+        if ev.first_id > ev.last_id {
+            return Err(NormalizeError::Field {
+                message: M,
+                field: "U",
+                expected: "a first update id not above the final one (`u`)",
+            });
+        }
+        Ok((i, precision))
+    }
+
+    fn on_depth(
+        &mut self,
+        d: &Value<'_, '_>,
+        ts_recv: u64,
+        out: &mut Output,
+    ) -> Result<(), NormalizeError> {
+        let (i, precision) = match self.parse_depth(d, ts_recv) {
+            Ok(x) => x,
+            Err(e) => {
+                // An update we cannot read leaves the book in doubt: break it, resync.
+                if let Some(symbol) = d.get_str("s")
+                    && let Some(i) = self.symbols.find(symbol)
+                {
+                    self.break_book(i, format!("unreadable depth update: {e}"), ts_recv, out);
+                }
+                return Err(e);
+            }
+        };
+        let inst = self
+            .symbols
+            .announce(i, precision.price, precision.qty, ts_recv, out);
+        let rule = self.rule;
+        let sync = self.state[i]
+            .depth
+            .get_or_insert_with(|| DepthSync::new(rule));
+        let outcome = sync.on_event(&self.scratch);
+        match outcome {
+            Outcome::Applied => emit_deltas(self.venue, inst, &self.scratch, 0, out),
+            Outcome::Buffered { request_snapshot } => {
+                if request_snapshot {
+                    self.request_snapshot(i, out);
+                }
+            }
+            Outcome::Ignored | Outcome::SnapshotHeld | Outcome::SnapshotUnexpected => {}
+            Outcome::SnapshotTooOld { .. } => {
+                self.stats.count("snapshot:too_old");
+                self.request_snapshot(i, out);
+            }
+            Outcome::Synced { .. } => self.emit_synced(i, ts_recv, out),
+            Outcome::Gap { detail, applied } => {
+                if applied {
+                    emit_deltas(self.venue, inst, &self.scratch, flags::BAD_BOOK, out);
+                }
+                self.report_gap(i, detail, ts_recv, out);
+            }
+        }
+        Ok(())
+    }
+
+    /// Emits the Gap status and asks for a snapshot (the sync machine is already buffering).
+    fn report_gap(&mut self, i: SymbolIndex, detail: String, ts: u64, out: &mut Output) {
+        self.stats.gaps += 1;
+        self.state[i].book_flagged = true;
+        self.symbols
+            .status(i, StatusCode::Gap, detail, true, ts, out);
+        self.request_snapshot(i, out);
+    }
+
+    /// Forces symbol `i`'s book out of sync (unreadable update) and reports it.
+    fn break_book(&mut self, i: SymbolIndex, detail: String, ts: u64, out: &mut Output) {
+        let Some(sync) = self.state[i].depth.as_mut() else {
+            return;
+        };
+        sync.reset();
+        self.report_gap(i, detail, ts, out);
+    }
+
+    fn request_snapshot(&mut self, i: SymbolIndex, out: &mut Output) {
+        out.actions.push(Action::FetchSnapshot {
+            symbol: self.symbols.get(i).symbol.clone(),
+        });
+    }
+
+    /// The book of `i` was just rebuilt: emit it whole, then `Resynced` if it had been flagged.
+    fn emit_synced(&mut self, i: SymbolIndex, ts_recv: u64, out: &mut Output) {
+        let Some(sync) = self.state[i].depth.as_ref() else {
+            return;
+        };
+        let snapshot: BookSnapshot = sync.book().snapshot(None);
+        let last_id = sync.last_id().unwrap_or(0);
+        let inst = self.symbols.get(i).id;
+        out.frames.push(
+            Frame::new(
+                self.venue,
+                inst,
+                self.scratch.ts_exchange,
+                ts_recv,
+                Body::BookSnapshot(snapshot),
+            )
+            .with_flags(flags::SNAPSHOT | flags::LAST),
+        );
+        self.stats.count("book:synced");
+        if std::mem::take(&mut self.state[i].book_flagged) {
+            self.symbols.status(
+                i,
+                StatusCode::Resynced,
+                format!("book rebuilt from a snapshot; at update id {last_id}"),
+                false,
+                ts_recv,
+                out,
+            );
+        }
+    }
+
+    fn parse_snapshot(d: &Value<'_, '_>) -> Result<(DepthSnapshot, Precision), NormalizeError> {
+        const M: &str = "depth snapshot";
+        let mut snap = DepthSnapshot {
+            last_update_id: u64_field(d, M, "lastUpdateId")?,
+            ..DepthSnapshot::default()
+        };
+        let mut precision = Precision::default();
+        levels(
+            &array_field(d, M, "bids")?,
+            M,
+            "bids",
+            &mut precision,
+            &mut snap.bids,
+        )?;
+        levels(
+            &array_field(d, M, "asks")?,
+            M,
+            "asks",
+            &mut precision,
+            &mut snap.asks,
+        )?;
+        Ok((snap, precision))
+    }
+
+    fn apply_snapshot(
+        &mut self,
+        i: SymbolIndex,
+        snap: DepthSnapshot,
+        precision: Precision,
+        ts_recv: u64,
+        out: &mut Output,
+    ) {
+        self.symbols
+            .announce(i, precision.price, precision.qty, ts_recv, out);
+        let rule = self.rule;
+        let sync = self.state[i]
+            .depth
+            .get_or_insert_with(|| DepthSync::new(rule));
+        match sync.on_snapshot(snap) {
+            Outcome::Synced { .. } => {
+                self.scratch.ts_exchange = 0;
+                self.emit_synced(i, ts_recv, out)
+            }
+            Outcome::SnapshotTooOld { .. } => {
+                self.stats.count("snapshot:too_old");
+                self.request_snapshot(i, out);
+            }
+            Outcome::SnapshotUnexpected => self.stats.count("snapshot:unexpected"),
+            Outcome::Gap { detail, .. } => self.report_gap(i, detail, ts_recv, out),
+            Outcome::SnapshotHeld
+            | Outcome::Applied
+            | Outcome::Buffered { .. }
+            | Outcome::Ignored => {}
+        }
+    }
+
+    /// The one symbol a bare snapshot can belong to: the only one waiting for a snapshot.
+    fn snapshot_owner(&self) -> Result<SymbolIndex, NormalizeError> {
+        let mut waiting = self
+            .state
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.depth.as_ref().is_some_and(|d| !d.is_live()))
+            .map(|(i, _)| i);
+        match (waiting.next(), waiting.next()) {
+            (Some(i), None) => Ok(i),
+            (None, _) => Err(NormalizeError::Snapshot(
+                "no symbol is waiting for a snapshot (the snapshot came before any depth update, or every book is synced)".into(),
+            )),
+            (Some(_), Some(_)) => Err(NormalizeError::Snapshot(
+                "several symbols are waiting for a snapshot and the snapshot does not say which it is for; give it with its request URL".into(),
+            )),
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        root: Value<'_, '_>,
+        ts_recv: u64,
+        out: &mut Output,
+    ) -> Result<(), NormalizeError> {
+        let (stream, data) = match root.get("data") {
+            Some(data) if root.contains_key("stream") => (root.get_str("stream"), data),
+            _ => (None, root),
+        };
+        match Self::classify(stream, &data, &root) {
+            Message::Trade { agg } => {
+                self.stats.count(if agg { "aggTrade" } else { "trade" });
+                self.on_trade(&data, agg, ts_recv, out)
+            }
+            Message::BookTicker => {
+                self.stats.count("bookTicker");
+                self.on_book_ticker(&data, ts_recv, out)
+            }
+            Message::Depth => {
+                self.stats.count("depthUpdate");
+                self.on_depth(&data, ts_recv, out)
+            }
+            Message::Snapshot => {
+                self.stats.count("snapshot");
+                let (snap, precision) = Self::parse_snapshot(&data)?;
+                let i = self.snapshot_owner()?;
+                self.apply_snapshot(i, snap, precision, ts_recv, out);
+                Ok(())
+            }
+            Message::Reply => {
+                // {"result":null,"id":1} acknowledges; an error reply carries code/msg.
+                let err = root.get("error").unwrap_or(root);
+                if let Some(code) = err.get_i64("code") {
+                    self.stats.count("reply:error");
+                    let msg = err.get_str("msg").unwrap_or("");
+                    return Err(NormalizeError::Venue(format!(
+                        "request id {} refused: code {code}, {msg}",
+                        root.get_u64("id")
+                            .map_or("?".to_string(), |v| v.to_string())
+                    )));
+                }
+                self.stats.count("reply");
+                Ok(())
+            }
+            Message::Ignored(kind) => {
+                self.stats.count(&format!("ignored:{kind}"));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One BookDelta per changed level, bids then asks, `LAST` on the final one.
+fn emit_deltas(venue: Venue, inst: u32, ev: &DepthEvent, extra: u8, out: &mut Output) {
+    let n = ev.bids.len() + ev.asks.len();
+    let sides = ev
+        .bids
+        .iter()
+        .map(|l| (BookSide::Bid, l))
+        .chain(ev.asks.iter().map(|l| (BookSide::Ask, l)));
+    for (k, (side, l)) in sides.enumerate() {
+        let last = if k + 1 == n { flags::LAST } else { 0 };
+        out.frames.push(
+            Frame::new(
+                venue,
+                inst,
+                ev.ts_exchange,
+                ev.ts_recv,
+                Body::BookDelta(BookDelta {
+                    side,
+                    price: l.price,
+                    qty: l.qty,
+                }),
+            )
+            .with_flags(last | extra),
+        );
+    }
+}
+
+impl Normalizer for BinanceNormalizer {
+    fn venue(&self) -> Venue {
+        self.venue
+    }
+
+    fn on_connect(&mut self, ts: u64, out: &mut Output) {
+        for i in 0..self.symbols.len() {
+            self.symbols.status(
+                i,
+                StatusCode::Connected,
+                "connected and subscribed".into(),
+                false,
+                ts,
+                out,
+            );
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        raw: &mut [u8],
+        ts_recv: u64,
+        out: &mut Output,
+    ) -> Result<(), NormalizeError> {
+        self.stats.messages += 1;
+        let before = out.frames.len();
+        let mut parser = std::mem::take(&mut self.parser);
+        let result = parser
+            .with(raw, |root| self.dispatch(root, ts_recv, out))
+            .and_then(|r| r);
+        self.parser = parser;
+        self.stats.frames += (out.frames.len() - before) as u64;
+        if let Err(e) = &result {
+            self.stats.errors += 1;
+            if matches!(e, NormalizeError::Json(_)) {
+                self.stats.count("error:json");
+            } else {
+                self.stats.count("error:message");
+            }
+        }
+        result
+    }
+
+    fn on_snapshot(
+        &mut self,
+        symbol: &str,
+        raw: &mut [u8],
+        ts_recv: u64,
+        out: &mut Output,
+    ) -> Result<(), NormalizeError> {
+        self.stats.messages += 1;
+        self.stats.count("snapshot");
+        let before = out.frames.len();
+        let i = self.intern(&symbol.to_ascii_uppercase());
+        let mut parser = std::mem::take(&mut self.parser);
+        let parsed = parser
+            .with(raw, |root| Self::parse_snapshot(&root))
+            .and_then(|r| r);
+        self.parser = parser;
+        let result = match parsed {
+            Ok((snap, precision)) => {
+                self.apply_snapshot(i, snap, precision, ts_recv, out);
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(sync) = self.state[i].depth.as_mut() {
+                    sync.snapshot_failed();
+                }
+                self.request_snapshot(i, out);
+                self.stats.errors += 1;
+                self.stats.count("error:snapshot");
+                Err(e)
+            }
+        };
+        self.stats.frames += (out.frames.len() - before) as u64;
+        result
+    }
+
+    fn on_stale(&mut self, ts: u64, detail: &str, out: &mut Output) {
+        for i in 0..self.symbols.len() {
+            self.symbols
+                .status(i, StatusCode::Stale, detail.to_string(), false, ts, out);
+        }
+    }
+
+    fn on_disconnect(&mut self, ts: u64, reason: &str, out: &mut Output) {
+        for i in 0..self.symbols.len() {
+            let st = &mut self.state[i];
+            let had_book = st.depth.is_some();
+            if let Some(sync) = st.depth.as_mut() {
+                sync.reset();
+                st.book_flagged = true;
+            }
+            // Trades during the outage are lost; the next trade id will show the hole.
+            self.symbols.status(
+                i,
+                StatusCode::Disconnected,
+                reason.to_string(),
+                had_book,
+                ts,
+                out,
+            );
+        }
+    }
+
+    fn stats(&self) -> &Stats {
+        &self.stats
+    }
+}
