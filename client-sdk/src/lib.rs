@@ -6,6 +6,8 @@
 //!   read a stream of zero-copy frame views.
 
 pub mod book;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod wire;
 
 pub use book::L2Book;

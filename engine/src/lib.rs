@@ -1,1 +1,19 @@
+//! tickwire's engine: the pipeline between the feeds and the clients.
+//!
+//! ```text
+//! feed drivers -> ingest rings -> sequencer -> broadcast ring -> gateway sessions -> clients
+//! ```
+//!
+//! - [`ingest`]: per-connection queues from feed drivers to the sequencer.
+//! - [`sequencer`]: assigns per-stream `seq`, stamps `ts_publish`, encodes once, publishes.
+//! - [`ring`]: the broadcast ring (one writer, a cursor per reader).
+//! - [`registry`]: the instruments this server serves.
+//! - [`gateway`]: the WebSocket server and per-client sessions.
+//! - [`server`]: assembles all of it from a configuration.
 
+pub mod gateway;
+pub mod ingest;
+pub mod registry;
+pub mod ring;
+pub mod sequencer;
+pub mod server;

@@ -12,10 +12,12 @@ pub mod binance;
 pub mod book;
 pub mod capture;
 pub mod clock;
+pub mod driver;
 pub mod json;
 pub mod normalizer;
 pub mod sim;
 pub mod symbols;
 pub mod tls;
+pub mod venue;
 
 pub use normalizer::{Action, NormalizeError, Normalizer, Output, Stats};

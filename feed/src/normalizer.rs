@@ -21,6 +21,11 @@ pub enum Action {
     },
     /// Send this text message to the venue on the current connection.
     Send(String),
+    /// Drop the connection and connect again (the venue announced it is going away).
+    Reconnect {
+        /// Why, for the status frames and logs.
+        reason: String,
+    },
 }
 
 /// What one call produced. Reused between calls: the driver drains it each time.

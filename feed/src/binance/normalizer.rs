@@ -64,6 +64,7 @@ enum Message {
     BookTicker,
     Snapshot,
     Reply,
+    ServerShutdown,
     Ignored(String),
 }
 
@@ -119,6 +120,7 @@ impl BinanceNormalizer {
             Some("aggTrade") => Message::Trade { agg: true },
             Some("depthUpdate") => Message::Depth,
             Some("bookTicker") => Message::BookTicker,
+            Some("serverShutdown") => Message::ServerShutdown,
             Some(other) => Message::Ignored(other.to_string()),
             None => {
                 if data.contains_key("lastUpdateId") {
@@ -510,6 +512,15 @@ impl BinanceNormalizer {
                     )));
                 }
                 self.stats.count("reply");
+                Ok(())
+            }
+            Message::ServerShutdown => {
+                // Documented: the server is about to go away; reconnect now rather than
+                // wait to be cut off.
+                self.stats.count("serverShutdown");
+                out.actions.push(Action::Reconnect {
+                    reason: "venue announced serverShutdown".into(),
+                });
                 Ok(())
             }
             Message::Ignored(kind) => {

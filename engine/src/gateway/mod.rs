@@ -1,0 +1,163 @@
+//! The gateway: the WebSocket server clients connect to (`ws://HOST:PORT/ws`).
+//!
+//! - [`protocol`]: control messages (sans-IO).
+//! - [`subscriptions`]: a client's subscription set.
+//! - [`session`]: one client: its ring cursor, batching and writes.
+
+pub mod protocol;
+pub mod session;
+pub mod subscriptions;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::{debug, info, warn};
+
+use crate::registry::Registry;
+use crate::ring::Ring;
+
+/// Limits and timings of the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Most simultaneous client connections; more are refused with HTTP 503.
+    pub max_connections: u64,
+    /// Most instruments one connection may subscribe to.
+    pub max_subscriptions: usize,
+    /// Largest control message accepted from a client, bytes (larger: close 1009).
+    pub max_message_size: usize,
+    /// Most frames per batch (one WebSocket message in binary mode, one flush in JSON mode).
+    pub max_batch_frames: usize,
+    /// Most frame bytes per batch.
+    pub max_batch_bytes: usize,
+    /// A subscribed client that was sent nothing for this long gets a heartbeat frame.
+    pub heartbeat_every: Duration,
+    /// The server pings a client it has not heard from for this long.
+    pub ping_every: Duration,
+    /// A client silent for this long (no message, no pong) is closed.
+    pub idle_timeout: Duration,
+    /// A write that cannot complete in this time drops the client (slow consumer).
+    pub write_timeout: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            max_connections: 10_000,
+            max_subscriptions: 1_000,
+            max_message_size: 64 << 10,
+            max_batch_frames: 512,
+            max_batch_bytes: 256 << 10,
+            heartbeat_every: Duration::from_secs(1),
+            ping_every: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counters of the gateway.
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    /// Connections open now.
+    pub active: AtomicU64,
+    /// Connections accepted since start.
+    pub accepted: AtomicU64,
+    /// Connections refused (limit reached, bad path, failed handshake).
+    pub refused: AtomicU64,
+    /// Clients closed for being too slow.
+    pub slow_closed: AtomicU64,
+    /// Frames delivered to clients (one per client per frame).
+    pub frames_sent: AtomicU64,
+    /// WebSocket messages written.
+    pub messages_sent: AtomicU64,
+}
+
+/// What every session shares.
+pub(crate) struct GatewayCtx {
+    pub ring: Ring,
+    pub registry: Arc<Registry>,
+    pub config: GatewayConfig,
+    pub stats: Arc<GatewayStats>,
+}
+
+/// Serves clients on `listener` until `shutdown` fires.
+pub async fn serve(
+    listener: TcpListener,
+    ring: Ring,
+    registry: Arc<Registry>,
+    config: GatewayConfig,
+    stats: Arc<GatewayStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let ctx = Arc::new(GatewayCtx {
+        ring,
+        registry,
+        config,
+        stats,
+    });
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "gateway listening on ws://{addr}/ws");
+    }
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = ctx.clone();
+        tokio::spawn(async move { handshake_and_run(stream, peer, ctx).await });
+    }
+}
+
+async fn handshake_and_run(stream: tokio::net::TcpStream, peer: SocketAddr, ctx: Arc<GatewayCtx>) {
+    let active = ctx.stats.active.fetch_add(1, Ordering::Relaxed) + 1;
+    let over_limit = active > ctx.config.max_connections;
+    let limit = ctx.config.max_connections;
+    let check = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        if req.uri().path() != "/ws" {
+            return Err(refusal(StatusCode::NOT_FOUND, "tickwire serves WebSocket clients at /ws"));
+        }
+        if over_limit {
+            return Err(refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("connection limit reached ({limit}); try again later or use another gateway"),
+            ));
+        }
+        Ok(resp)
+    };
+    let mut ws_config = WebSocketConfig::default();
+    ws_config.max_message_size = Some(ctx.config.max_message_size);
+    ws_config.max_frame_size = Some(ctx.config.max_message_size);
+    match tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config)).await {
+        Ok(ws) => {
+            ctx.stats.accepted.fetch_add(1, Ordering::Relaxed);
+            debug!(%peer, "client connected");
+            session::run(ws, peer, ctx).await;
+        }
+        Err(e) => {
+            ctx.stats.active.fetch_sub(1, Ordering::Relaxed);
+            ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
+            debug!(%peer, error = %e, "handshake refused");
+        }
+    }
+}
+
+fn refusal(status: StatusCode, message: &str) -> ErrorResponse {
+    let mut resp = ErrorResponse::new(Some(message.to_string()));
+    *resp.status_mut() = status;
+    resp
+}

@@ -1,0 +1,375 @@
+//! The broadcast ring: one writer, many readers, each reader a cursor (Disruptor / Aeron
+//! style). The writer never waits for a reader.
+//!
+//! Slots hold immutable [`Entry`]s (an encoded frame and what a reader needs to filter it).
+//! Publishing swaps a new entry into the slot and retires the old one through crossbeam's
+//! epoch GC, so a reader still looking at an overwritten entry is never left with freed
+//! memory. A reader that falls more than the ring's capacity behind finds entries newer than
+//! its cursor: it is told it was lapped, and by how much, instead of silently skipping.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crossbeam::epoch::{self, Atomic, Guard, Owned};
+use tickwire_sdk::wire::{Channel, InstrumentInfo, Kind};
+use tokio::sync::Notify;
+
+/// One published frame, shared by every reader.
+#[derive(Debug)]
+pub struct Entry {
+    /// Position in the ring's publish order (0, 1, 2...).
+    pub pos: u64,
+    /// Instrument id of the frame (0 for none).
+    pub instrument: u32,
+    /// Channel the frame travels on.
+    pub channel: Channel,
+    /// Kind of the frame.
+    pub kind: Kind,
+    /// The frame's rkyv bytes, encoded once.
+    pub bytes: Box<[u8]>,
+    /// The instrument's definition, for the JSON rendering.
+    pub info: Option<Arc<InstrumentInfo>>,
+    /// The JSON rendering, made by the first text reader that needs it and shared after.
+    json: OnceLock<tokio_tungstenite::tungstenite::Utf8Bytes>,
+}
+
+impl Entry {
+    /// An entry for encoded frame `bytes`; `pos` is set by the ring on publish.
+    pub fn new(
+        instrument: u32,
+        kind: Kind,
+        bytes: Box<[u8]>,
+        info: Option<Arc<InstrumentInfo>>,
+    ) -> Entry {
+        Entry {
+            pos: 0,
+            instrument,
+            channel: kind.channel(),
+            kind,
+            bytes,
+            info,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The JSON text of this frame, rendered at most once.
+    pub fn json(&self) -> &tokio_tungstenite::tungstenite::Utf8Bytes {
+        self.json.get_or_init(|| {
+            // SAFETY: `bytes` was produced by the engine's own encoder (`Sequencer`), and
+            // entries are immutable once published.
+            let frame = unsafe { tickwire_sdk::wire::codec::access_trusted(&self.bytes) };
+            let mut out = Vec::with_capacity(self.bytes.len() * 2);
+            tickwire_sdk::wire::json::render(
+                frame,
+                self.info.as_deref(),
+                tickwire_sdk::wire::JsonOptions::default(),
+                &mut out,
+            );
+            // The renderer writes UTF-8 only (ASCII plus escaped input strings).
+            String::from_utf8(out).unwrap_or_default().into()
+        })
+    }
+}
+
+struct Shared {
+    slots: Box<[Atomic<Entry>]>,
+    mask: u64,
+    /// Next position to publish; entries below it are readable.
+    head: AtomicU64,
+    notify: Notify,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // SAFETY: we are the last owner of the ring (no reader or writer handle remains), so
+        // no guard can still reference an entry.
+        let guard = unsafe { epoch::unprotected() };
+        for slot in self.slots.iter() {
+            let p = slot.swap(epoch::Shared::null(), Ordering::Relaxed, guard);
+            if !p.is_null() {
+                // SAFETY: as above; each entry is owned by exactly one slot.
+                drop(unsafe { p.into_owned() });
+            }
+        }
+    }
+}
+
+/// The writing end. There is exactly one (it is not `Clone`).
+pub struct RingWriter {
+    shared: Arc<Shared>,
+    next: u64,
+}
+
+/// A handle to create readers from; cheap to clone.
+#[derive(Clone)]
+pub struct Ring {
+    shared: Arc<Shared>,
+}
+
+/// What a read found at the cursor.
+pub enum Read<'g> {
+    /// The next entry; the cursor moved past it.
+    Entry(&'g Entry),
+    /// Nothing new yet.
+    Empty,
+    /// The writer overwrote entries this reader had not read: `missed` of them are gone.
+    /// The cursor is left where it was; see [`Cursor::skip_to_oldest`].
+    Lapped {
+        /// Entries lost to this reader.
+        missed: u64,
+    },
+}
+
+/// A reader's position in the ring.
+#[derive(Debug, Clone)]
+pub struct Cursor {
+    next: u64,
+}
+
+impl Cursor {
+    /// The position of the next entry to read.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+}
+
+/// Creates a ring of at least `capacity` slots (rounded up to a power of two).
+pub fn ring(capacity: usize) -> (RingWriter, Ring) {
+    let cap = capacity.max(2).next_power_of_two();
+    let slots: Vec<Atomic<Entry>> = (0..cap).map(|_| Atomic::null()).collect();
+    let shared = Arc::new(Shared {
+        slots: slots.into_boxed_slice(),
+        mask: cap as u64 - 1,
+        head: AtomicU64::new(0),
+        notify: Notify::new(),
+    });
+    (
+        RingWriter {
+            shared: shared.clone(),
+            next: 0,
+        },
+        Ring { shared },
+    )
+}
+
+impl RingWriter {
+    /// Publishes an entry. Never waits: the oldest entry is overwritten. Readers are not
+    /// woken until [`Self::wake_readers`], so a burst costs one wake-up.
+    pub fn publish(&mut self, mut entry: Entry, guard: &Guard) {
+        let pos = self.next;
+        entry.pos = pos;
+        let slot = &self.shared.slots[(pos & self.shared.mask) as usize];
+        let old = slot.swap(Owned::new(entry), Ordering::AcqRel, guard);
+        if !old.is_null() {
+            // SAFETY: the old entry is unreachable from the ring now; readers that loaded it
+            // hold a guard, and the epoch GC frees it only after they unpin.
+            unsafe { guard.defer_destroy(old) };
+        }
+        self.next = pos + 1;
+        self.shared.head.store(pos + 1, Ordering::Release);
+    }
+
+    /// Wakes readers waiting for entries.
+    pub fn wake_readers(&self) {
+        self.shared.notify.notify_waiters();
+    }
+
+    /// Entries published so far.
+    pub fn published(&self) -> u64 {
+        self.next
+    }
+
+    /// A reader handle on this ring.
+    pub fn ring(&self) -> Ring {
+        Ring {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Ring {
+    /// Number of slots.
+    pub fn capacity(&self) -> u64 {
+        self.shared.mask + 1
+    }
+
+    /// Position the next published entry will have.
+    pub fn head(&self) -> u64 {
+        self.shared.head.load(Ordering::Acquire)
+    }
+
+    /// A cursor at the head: it reads what is published from now on.
+    pub fn cursor_at_head(&self) -> Cursor {
+        Cursor { next: self.head() }
+    }
+
+    /// The notifier readers wait on when they have caught up. Create the `notified()` future
+    /// and `enable()` it before the final check for entries, so no wake-up is lost.
+    pub fn notify(&self) -> &Notify {
+        &self.shared.notify
+    }
+
+    /// Reads the entry at `cursor` and advances it.
+    #[inline]
+    pub fn read<'g>(&self, cursor: &mut Cursor, guard: &'g Guard) -> Read<'g> {
+        let head = self.shared.head.load(Ordering::Acquire);
+        if cursor.next >= head {
+            return Read::Empty;
+        }
+        let cap = self.shared.mask + 1;
+        if head - cursor.next > cap {
+            return Read::Lapped {
+                missed: head - cap - cursor.next,
+            };
+        }
+        let slot = &self.shared.slots[(cursor.next & self.shared.mask) as usize];
+        let p = slot.load(Ordering::Acquire, guard);
+        // SAFETY: non-null entries stay valid while `guard` is pinned (epoch GC); entries
+        // are immutable after publication.
+        let Some(entry) = (unsafe { p.as_ref() }) else {
+            return Read::Empty;
+        };
+        if entry.pos == cursor.next {
+            cursor.next += 1;
+            Read::Entry(entry)
+        } else if entry.pos > cursor.next {
+            // Overwritten between our head check and the load.
+            Read::Lapped {
+                missed: entry.pos.saturating_sub(cap).saturating_sub(cursor.next) + 1,
+            }
+        } else {
+            Read::Empty
+        }
+    }
+
+    /// Moves a lapped cursor to the oldest entry still in the ring; returns how many it
+    /// skipped. (While the writer is mid-publish the head can lag the slots by one entry, so a
+    /// reader racing the writer may be told it is lapped again on the next read.)
+    pub fn skip_to_oldest(&self, cursor: &mut Cursor) -> u64 {
+        let head = self.head();
+        let oldest = head.saturating_sub(self.capacity());
+        let skipped = oldest.saturating_sub(cursor.next);
+        cursor.next = cursor.next.max(oldest);
+        skipped
+    }
+
+    /// Moves a cursor to the head; returns how many entries it skipped.
+    pub fn skip_to_head(&self, cursor: &mut Cursor) -> u64 {
+        let head = self.head();
+        let skipped = head.saturating_sub(cursor.next);
+        cursor.next = head;
+        skipped
+    }
+}
+
+/// Pins the current thread for a batch of reads or writes.
+#[inline]
+pub fn pin() -> Guard {
+    epoch::pin()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tickwire_sdk::wire::Kind;
+
+    fn entry(i: u64) -> Entry {
+        Entry::new(
+            i as u32,
+            Kind::Trade,
+            i.to_le_bytes().to_vec().into_boxed_slice(),
+            None,
+        )
+    }
+
+    fn value(e: &Entry) -> u64 {
+        u64::from_le_bytes(e.bytes[..8].try_into().unwrap())
+    }
+
+    #[test]
+    fn readers_see_every_entry_in_order() {
+        let (mut w, r) = ring(8);
+        let mut c1 = r.cursor_at_head();
+        let mut c2 = r.cursor_at_head();
+        let g = pin();
+        for i in 0..5 {
+            w.publish(entry(i), &g);
+        }
+        for c in [&mut c1, &mut c2] {
+            for i in 0..5 {
+                match r.read(c, &g) {
+                    Read::Entry(e) => assert_eq!((e.pos, value(e)), (i, i)),
+                    _ => panic!("expected entry {i}"),
+                }
+            }
+            assert!(matches!(r.read(c, &g), Read::Empty));
+        }
+    }
+
+    #[test]
+    fn a_lapped_reader_is_told_how_far_behind() {
+        let (mut w, r) = ring(4);
+        let mut c = r.cursor_at_head();
+        let g = pin();
+        for i in 0..10 {
+            w.publish(entry(i), &g);
+        }
+        match r.read(&mut c, &g) {
+            Read::Lapped { missed } => assert_eq!(missed, 6),
+            _ => panic!("expected lapped"),
+        }
+        assert_eq!(r.skip_to_oldest(&mut c), 6);
+        match r.read(&mut c, &g) {
+            Read::Entry(e) => assert_eq!(e.pos, 6),
+            _ => panic!("expected entry 6"),
+        }
+        assert_eq!(r.skip_to_head(&mut c), 3);
+        assert!(matches!(r.read(&mut c, &g), Read::Empty));
+    }
+
+    #[test]
+    fn concurrent_readers_never_see_torn_or_reordered_entries() {
+        let (mut w, r) = ring(64);
+        const N: u64 = 200_000;
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let r = r.clone();
+                let mut c = r.cursor_at_head();
+                std::thread::spawn(move || {
+                    let mut last: Option<u64> = None;
+                    let mut seen = 0u64;
+                    let mut skipped = 0u64;
+                    while last != Some(N - 1) {
+                        let g = pin();
+                        match r.read(&mut c, &g) {
+                            Read::Entry(e) => {
+                                assert_eq!(value(e), e.pos, "entry content matches its position");
+                                if let Some(l) = last {
+                                    assert!(e.pos > l, "positions only increase");
+                                }
+                                last = Some(e.pos);
+                                seen += 1;
+                            }
+                            Read::Empty => std::hint::spin_loop(),
+                            Read::Lapped { missed } => {
+                                assert!(missed >= 1);
+                                // The head may lag the slot we saw by a publish or two:
+                                // skipping can take more than one step.
+                                skipped += r.skip_to_oldest(&mut c);
+                            }
+                        }
+                    }
+                    (seen, skipped)
+                })
+            })
+            .collect();
+        for i in 0..N {
+            let g = pin();
+            w.publish(entry(i), &g);
+        }
+        for h in readers {
+            let (seen, skipped) = h.join().unwrap();
+            assert_eq!(seen + skipped, N, "every entry was read or reported lost");
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The sequencer: the single writer of the broadcast ring.
+//!
+//! It drains every ingest ring, gives each frame the next `seq` of its stream (instrument,
+//! channel), stamps `ts_publish`, records definitions, encodes the frame once (rkyv) and
+//! publishes it. It runs on its own thread: it spins briefly when idle, then parks until a
+//! feed pushes (no busy-spinning by default).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam::channel::{Receiver, Sender};
+use crossbeam::sync::{Parker, Unparker};
+use tickwire_feed::clock::now_ns;
+use tickwire_sdk::wire::{Body, Channel, Encoder, Frame, InstrumentInfo, Venue};
+
+use crate::ingest::IngestRing;
+use crate::registry::Registry;
+use crate::ring::{Entry, Ring, RingWriter, pin};
+
+/// Frames taken from one ingest ring before looking at the others.
+const DRAIN_BATCH: usize = 256;
+/// Idle loops spent spinning before parking.
+const SPIN_LIMIT: u32 = 64;
+
+/// Counters of the sequencer.
+#[derive(Debug, Default)]
+pub struct SequencerStats {
+    /// Frames published into the broadcast ring.
+    pub published: AtomicU64,
+    /// Times the thread parked for lack of input.
+    pub parks: AtomicU64,
+}
+
+/// Per-stream sequence numbers: the next `seq` of every (instrument, channel).
+#[derive(Debug, Default)]
+pub struct StreamSeqs {
+    next: HashMap<(u32, Channel), u64>,
+}
+
+impl StreamSeqs {
+    /// The next seq of the frame's stream (1 for the first frame of a stream).
+    #[inline]
+    pub fn assign(&mut self, frame: &mut Frame) {
+        let n = self.next.entry((frame.instrument, frame.channel())).or_insert(0);
+        *n += 1;
+        frame.seq = *n;
+    }
+}
+
+/// Control of a running sequencer thread.
+pub struct SequencerHandle {
+    thread: Option<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    unparker: Unparker,
+    new_inputs: Sender<Arc<IngestRing>>,
+    ring: Ring,
+    /// Counters.
+    pub stats: Arc<SequencerStats>,
+}
+
+impl SequencerHandle {
+    /// A new ingest ring of `capacity` frames, drained by this sequencer.
+    pub fn add_input(&self, capacity: usize) -> Arc<IngestRing> {
+        let input = Arc::new(IngestRing::new(capacity, self.unparker.clone()));
+        // The sequencer holds the receiver until it stops; after that, inputs are moot.
+        let _ = self.new_inputs.send(input.clone());
+        self.unparker.unpark();
+        input
+    }
+
+    /// A reader handle on the broadcast ring.
+    pub fn ring(&self) -> Ring {
+        self.ring.clone()
+    }
+
+    /// Stops the thread after it has drained what is queued.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.unparker.unpark();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SequencerHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Starts the sequencer thread over a broadcast ring of `ring_capacity` entries.
+pub fn start(ring_capacity: usize, registry: Arc<Registry>) -> SequencerHandle {
+    let (writer, ring) = crate::ring::ring(ring_capacity);
+    let parker = Parker::new();
+    let unparker = parker.unparker().clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(SequencerStats::default());
+    let (new_inputs, inputs_rx) = crossbeam::channel::unbounded();
+    let mut seq = Sequencer {
+        inputs: Vec::new(),
+        inputs_rx,
+        writer,
+        seqs: StreamSeqs::default(),
+        infos: HashMap::new(),
+        registry,
+        encoder: Encoder::new(),
+        stats: stats.clone(),
+    };
+    let stop2 = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("tickwire-sequencer".into())
+        .spawn(move || seq.run(parker, stop2))
+        .ok();
+    SequencerHandle {
+        thread,
+        stop,
+        unparker,
+        new_inputs,
+        ring,
+        stats,
+    }
+}
+
+struct Sequencer {
+    inputs: Vec<Arc<IngestRing>>,
+    inputs_rx: Receiver<Arc<IngestRing>>,
+    writer: RingWriter,
+    seqs: StreamSeqs,
+    infos: HashMap<u32, Arc<InstrumentInfo>>,
+    registry: Arc<Registry>,
+    encoder: Encoder,
+    stats: Arc<SequencerStats>,
+}
+
+impl Sequencer {
+    fn run(&mut self, parker: Parker, stop: Arc<AtomicBool>) {
+        let mut idle: u32 = 0;
+        loop {
+            while let Ok(input) = self.inputs_rx.try_recv() {
+                self.inputs.push(input);
+            }
+            let n = self.drain_once();
+            if n > 0 {
+                idle = 0;
+                self.writer.wake_readers();
+                continue;
+            }
+            if stop.load(Ordering::Acquire) {
+                break;
+            }
+            idle += 1;
+            if idle < SPIN_LIMIT {
+                std::hint::spin_loop();
+            } else if idle < SPIN_LIMIT * 2 {
+                std::thread::yield_now();
+            } else {
+                self.stats.parks.fetch_add(1, Ordering::Relaxed);
+                parker.park_timeout(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// One pass over the inputs; returns frames published.
+    fn drain_once(&mut self) -> usize {
+        let mut total = 0;
+        let guard = pin();
+        for k in 0..self.inputs.len() {
+            let mut taken = 0;
+            while taken < DRAIN_BATCH {
+                let Some(frame) = self.inputs[k].pop() else {
+                    break;
+                };
+                self.publish(frame, &guard);
+                taken += 1;
+            }
+            total += taken;
+        }
+        if total > 0 {
+            self.stats
+                .published
+                .fetch_add(total as u64, Ordering::Relaxed);
+        }
+        total
+    }
+
+    #[inline]
+    fn publish(&mut self, mut frame: Frame, guard: &crossbeam::epoch::Guard) {
+        self.seqs.assign(&mut frame);
+        frame.ts_publish = now_ns();
+        if let Body::Definition(d) = &frame.body
+            && let Some(venue) = Venue::from_id(frame.venue)
+        {
+            let info = self.registry.define(InstrumentInfo {
+                id: frame.instrument,
+                venue,
+                symbol: d.symbol.clone(),
+                price_decimals: d.price_decimals,
+                qty_decimals: d.qty_decimals,
+            });
+            self.infos.insert(frame.instrument, info);
+        }
+        let info = self.infos.get(&frame.instrument).cloned();
+        let bytes: Box<[u8]> = self.encoder.encode(&frame).into();
+        self.writer
+            .publish(Entry::new(frame.instrument, frame.kind(), bytes, info), guard);
+    }
+}

@@ -1,0 +1,386 @@
+//! The upstream connection driver: the thin tokio shell around a sans-IO normalizer.
+//!
+//! One driver task per venue connection: connect, send the subscriptions (paced to the
+//! venue's rate limit), read messages and stamp their receive time, feed the normalizer,
+//! perform its actions (REST snapshots, sends), push frames into the sink, answer pings,
+//! ping the venue and watch for silence (`Stale` status, then reconnect), and reconnect with
+//! exponential backoff and jitter. Every transition is a status frame.
+
+pub mod backoff;
+pub mod sink;
+mod snapshot;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::{debug, info, warn};
+
+use crate::clock::now_ns;
+use crate::normalizer::{Action, NormalizeError, Normalizer, Output};
+use crate::venue::VenueSpec;
+pub use backoff::Backoff;
+pub use sink::FrameSink;
+use snapshot::{SnapshotFetcher, SnapshotReply};
+
+/// Timing and limits of a driver.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// Interval of our WebSocket pings to the venue (each reply proves the link alive).
+    pub ping_every: Duration,
+    /// Silence (no message at all, pongs included) before `Stale` statuses are emitted.
+    pub stale_after: Duration,
+    /// Silence before the connection is dropped and re-established.
+    pub dead_after: Duration,
+    /// First reconnect delay; doubles per failure up to `backoff_max`.
+    pub backoff_initial: Duration,
+    /// Longest reconnect delay.
+    pub backoff_max: Duration,
+    /// A connection up this long resets the backoff.
+    pub stable_after: Duration,
+    /// Time allowed for TCP + TLS + WebSocket handshake.
+    pub connect_timeout: Duration,
+    /// Time allowed for one REST snapshot request.
+    pub snapshot_timeout: Duration,
+    /// Largest message accepted from the venue, bytes.
+    pub max_message_size: usize,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            ping_every: Duration::from_secs(5),
+            stale_after: Duration::from_secs(10),
+            dead_after: Duration::from_secs(30),
+            backoff_initial: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+            stable_after: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            snapshot_timeout: Duration::from_secs(10),
+            max_message_size: 16 << 20,
+        }
+    }
+}
+
+/// Live counters of a driver, readable from any thread.
+#[derive(Debug, Default)]
+pub struct DriverStats {
+    /// Messages read from the venue.
+    pub messages: AtomicU64,
+    /// Payload bytes read.
+    pub bytes: AtomicU64,
+    /// Frames pushed into the sink.
+    pub frames: AtomicU64,
+    /// Messages the normalizer could not read.
+    pub errors: AtomicU64,
+    /// Connections established.
+    pub connects: AtomicU64,
+    /// Connections lost or dropped.
+    pub disconnects: AtomicU64,
+    /// Times the sink was full and the driver had to wait.
+    pub sink_full: AtomicU64,
+    /// REST snapshots received.
+    pub snapshots: AtomicU64,
+}
+
+/// Handle to stop a driver.
+#[derive(Debug, Clone)]
+pub struct Shutdown(watch::Sender<bool>);
+
+impl Shutdown {
+    /// A new, untriggered shutdown signal and its receiving side.
+    pub fn new() -> (Shutdown, watch::Receiver<bool>) {
+        let (tx, rx) = watch::channel(false);
+        (Shutdown(tx), rx)
+    }
+
+    /// Asks every driver holding the receiver to close its connection and return.
+    pub fn trigger(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// Runs one venue connection until `shutdown` fires. Never returns early on venue errors:
+/// it reconnects.
+pub async fn run(
+    spec: Arc<dyn VenueSpec>,
+    sink: Arc<dyn FrameSink>,
+    config: DriverConfig,
+    stats: Arc<DriverStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut driver = Driver {
+        normalizer: spec.new_normalizer(),
+        out: Output::new(),
+        sink,
+        stats,
+        buf: Vec::with_capacity(4096),
+        fetcher: SnapshotFetcher::new(config.snapshot_timeout),
+        config,
+        spec,
+        errors_logged: RateLimit::new(Duration::from_secs(1)),
+    };
+    let mut backoff = Backoff::new(driver.config.backoff_initial, driver.config.backoff_max);
+    let mut generation: u64 = 0;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        generation += 1;
+        let started = Instant::now();
+        let reason = driver.session(generation, &mut shutdown).await;
+        let stopping = *shutdown.borrow();
+        driver.stats.disconnects.fetch_add(1, Ordering::Relaxed);
+        driver.normalizer.on_disconnect(now_ns(), &reason, &mut driver.out);
+        driver.flush().await;
+        if stopping {
+            info!(venue = %driver.spec.venue(), "feed stopped");
+            break;
+        }
+        if started.elapsed() >= driver.config.stable_after {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay(rand::random::<f64>());
+        warn!(venue = %driver.spec.venue(), %reason, attempt = backoff.attempts(), ?delay, "venue connection lost; reconnecting");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+struct Driver {
+    spec: Arc<dyn VenueSpec>,
+    normalizer: Box<dyn Normalizer>,
+    out: Output,
+    sink: Arc<dyn FrameSink>,
+    stats: Arc<DriverStats>,
+    config: DriverConfig,
+    buf: Vec<u8>,
+    fetcher: SnapshotFetcher,
+    errors_logged: RateLimit,
+}
+
+impl Driver {
+    /// One connection, from connect to loss. Returns why it ended.
+    async fn session(&mut self, generation: u64, shutdown: &mut watch::Receiver<bool>) -> String {
+        let url = self.spec.ws_url();
+        let mut ws_config = WebSocketConfig::default();
+        ws_config.max_message_size = Some(self.config.max_message_size);
+        ws_config.max_frame_size = Some(self.config.max_message_size);
+        let connect = tokio_tungstenite::connect_async_with_config(&url, Some(ws_config), true);
+        let ws = tokio::select! {
+            r = tokio::time::timeout(self.config.connect_timeout, connect) => match r {
+                Ok(Ok((ws, _response))) => ws,
+                Ok(Err(e)) => return format!("connect to {url} failed: {e}"),
+                Err(_) => return format!("connect to {url} timed out after {:?}", self.config.connect_timeout),
+            },
+            _ = shutdown.changed() => return "shutdown".to_string(),
+        };
+        self.stats.connects.fetch_add(1, Ordering::Relaxed);
+        info!(venue = %self.spec.venue(), %url, "connected");
+        let (mut write, mut read) = ws.split();
+
+        // Subscriptions, paced to the venue's incoming message limit.
+        let interval = self.spec.send_interval();
+        for (i, msg) in self.spec.subscribe_messages().into_iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(interval).await;
+            }
+            if let Err(e) = write.send(Message::text(msg)).await {
+                return format!("subscribe failed: {e}");
+            }
+        }
+        self.normalizer.on_connect(now_ns(), &mut self.out);
+        self.flush().await;
+
+        let (snap_tx, mut snap_rx) = mpsc::unbounded_channel::<SnapshotReply>();
+        let mut ping = tokio::time::interval(self.config.ping_every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        let mut last_rx = Instant::now();
+        let mut stale = false;
+        let reason = loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    let _ = write.send(Message::Close(None)).await;
+                    break "shutdown".to_string();
+                }
+                msg = read.next() => {
+                    let ts = now_ns();
+                    last_rx = Instant::now();
+                    if stale {
+                        stale = false;
+                        self.normalizer.on_connect(ts, &mut self.out);
+                    }
+                    match msg {
+                        Some(Ok(Message::Text(t))) => self.on_payload(t.as_bytes(), ts),
+                        Some(Ok(Message::Binary(b))) => self.on_payload(&b, ts),
+                        Some(Ok(Message::Ping(_))) => {
+                            // tungstenite queued the pong; push it out now.
+                            if let Err(e) = write.flush().await {
+                                break format!("pong failed: {e}");
+                            }
+                        }
+                        Some(Ok(Message::Pong(_))) | Some(Ok(Message::Frame(_))) => {}
+                        Some(Ok(Message::Close(frame))) => {
+                            break match frame {
+                                Some(f) => format!("venue closed the connection: {} {}", f.code, f.reason),
+                                None => "venue closed the connection".to_string(),
+                            };
+                        }
+                        Some(Err(e)) => break format!("read failed: {e}"),
+                        None => break "connection closed".to_string(),
+                    }
+                }
+                Some(reply) = snap_rx.recv() => {
+                    self.on_snapshot_reply(reply, generation, &snap_tx);
+                }
+                _ = ping.tick() => {
+                    let silent = last_rx.elapsed();
+                    if silent >= self.config.dead_after {
+                        break format!("no message for {silent:.1?}: connection presumed dead");
+                    }
+                    if silent >= self.config.stale_after && !stale {
+                        stale = true;
+                        self.normalizer.on_stale(now_ns(), &format!("no message for {silent:.1?}"), &mut self.out);
+                    }
+                    if let Err(e) = write.send(Message::Ping(Vec::new().into())).await {
+                        break format!("ping failed: {e}");
+                    }
+                }
+            }
+            // Actions first (a snapshot request must not wait behind a full sink).
+            let mut reconnect = None;
+            for action in std::mem::take(&mut self.out.actions) {
+                match action {
+                    Action::FetchSnapshot { symbol } => match self.spec.snapshot_url(&symbol) {
+                        Some(url) => self.fetcher.fetch(symbol, url, generation, snap_tx.clone()),
+                        None => debug!(%symbol, "venue has no REST snapshot; ignoring request"),
+                    },
+                    Action::Send(text) => {
+                        if let Err(e) = write.send(Message::text(text)).await {
+                            warn!(error = %e, "send to venue failed");
+                        }
+                    }
+                    Action::Reconnect { reason } => reconnect = Some(reason),
+                }
+            }
+            self.flush().await;
+            if let Some(reason) = reconnect {
+                let _ = write.send(Message::Close(None)).await;
+                break reason;
+            }
+        };
+        self.fetcher.cancel_all();
+        reason
+    }
+
+    fn on_payload(&mut self, payload: &[u8], ts: u64) {
+        self.stats.messages.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        self.buf.clear();
+        self.buf.extend_from_slice(payload);
+        if let Err(e) = self.normalizer.on_message(&mut self.buf, ts, &mut self.out) {
+            self.on_error(e, payload);
+        }
+    }
+
+    fn on_snapshot_reply(
+        &mut self,
+        reply: SnapshotReply,
+        generation: u64,
+        snap_tx: &mpsc::UnboundedSender<SnapshotReply>,
+    ) {
+        if reply.generation != generation {
+            return; // for a connection that is gone
+        }
+        match reply.body {
+            Ok(mut body) => {
+                self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) =
+                    self.normalizer
+                        .on_snapshot(&reply.symbol, &mut body, reply.ts_recv, &mut self.out)
+                {
+                    self.on_error(e, b"");
+                }
+            }
+            Err(e) => {
+                warn!(symbol = %reply.symbol, error = %e, "book snapshot request failed; retrying");
+                if let Some(url) = self.spec.snapshot_url(&reply.symbol) {
+                    self.fetcher
+                        .retry(reply.symbol, url, generation, snap_tx.clone());
+                }
+            }
+        }
+    }
+
+    fn on_error(&mut self, e: NormalizeError, payload: &[u8]) {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = self.errors_logged.allow() {
+            let snippet = String::from_utf8_lossy(&payload[..payload.len().min(200)]);
+            warn!(venue = %self.spec.venue(), error = %e, suppressed, message = %snippet, "venue message skipped");
+        }
+    }
+
+    /// Pushes pending frames into the sink, waiting while it is full (never dropping).
+    async fn flush(&mut self) {
+        let mut waited = false;
+        for frame in self.out.frames.drain(..) {
+            let mut frame = frame;
+            loop {
+                match self.sink.try_push(frame) {
+                    Ok(()) => break,
+                    Err(back) => {
+                        frame = back;
+                        if !waited {
+                            waited = true;
+                            self.stats.sink_full.fetch_add(1, Ordering::Relaxed);
+                        }
+                        tokio::time::sleep(Duration::from_micros(200)).await;
+                    }
+                }
+            }
+            self.stats.frames.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Lets one event through per period and counts the ones held back.
+struct RateLimit {
+    period: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    fn new(period: Duration) -> RateLimit {
+        RateLimit {
+            period,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(n held back since the last one)` if this event may be logged.
+    fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        match self.last {
+            Some(t) if now.duration_since(t) < self.period => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
