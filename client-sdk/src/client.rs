@@ -28,8 +28,8 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use thiserror::Error;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::Bytes;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::wire::{ArchivedBody, ArchivedFrame, Batch, Channel, Instruments, WireError};
@@ -94,7 +94,8 @@ pub struct Latency {
 impl Default for Latency {
     fn default() -> Self {
         // 1 ns to 1 hour at 3 significant digits: constant, valid bounds.
-        let h = || Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds");
+        let h =
+            || Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds");
         Latency {
             exchange_to_recv: h(),
             recv_to_publish: h(),
@@ -110,7 +111,10 @@ impl Latency {
     pub fn record(&mut self, frame: &ArchivedFrame, now: u64) {
         if !matches!(
             frame.body,
-            ArchivedBody::Trade(_) | ArchivedBody::Quote(_) | ArchivedBody::BookDelta(_) | ArchivedBody::BookSnapshot(_)
+            ArchivedBody::Trade(_)
+                | ArchivedBody::Quote(_)
+                | ArchivedBody::BookDelta(_)
+                | ArchivedBody::BookSnapshot(_)
         ) {
             return;
         }
@@ -173,14 +177,24 @@ impl Client {
     }
 
     /// Subscribes to `channels` of `symbols` (`venue:SYMBOL`); returns the server's ack.
-    pub async fn subscribe(&mut self, symbols: &[&str], channels: &[Channel]) -> Result<Value, ClientError> {
+    pub async fn subscribe(
+        &mut self,
+        symbols: &[&str],
+        channels: &[Channel],
+    ) -> Result<Value, ClientError> {
         let chans: Vec<&str> = channels.iter().map(|c| c.name()).collect();
-        self.request(json!({"op": "subscribe", "symbols": symbols, "channels": chans, "encoding": "binary"}))
-            .await
+        self.request(
+            json!({"op": "subscribe", "symbols": symbols, "channels": chans, "encoding": "binary"}),
+        )
+        .await
     }
 
     /// Unsubscribes; returns the server's ack.
-    pub async fn unsubscribe(&mut self, symbols: &[&str], channels: &[Channel]) -> Result<Value, ClientError> {
+    pub async fn unsubscribe(
+        &mut self,
+        symbols: &[&str],
+        channels: &[Channel],
+    ) -> Result<Value, ClientError> {
         let chans: Vec<&str> = channels.iter().map(|c| c.name()).collect();
         self.request(json!({"op": "unsubscribe", "symbols": symbols, "channels": chans}))
             .await
@@ -191,7 +205,11 @@ impl Client {
         let reply = self.request(json!({"op": "list"})).await?;
         Ok(reply["symbols"]
             .as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
@@ -253,7 +271,9 @@ impl Client {
                     return Some(
                         serde_json::from_str::<Value>(t.as_str())
                             .map(Event::Reply)
-                            .map_err(|_| ClientError::Protocol(t.as_str().chars().take(200).collect())),
+                            .map_err(|_| {
+                                ClientError::Protocol(t.as_str().chars().take(200).collect())
+                            }),
                     );
                 }
                 Message::Close(frame) => {

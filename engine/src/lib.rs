@@ -11,6 +11,7 @@
 //! - [`gateway`]: the WebSocket server and per-client sessions.
 //! - [`server`]: assembles all of it from a configuration.
 
+pub mod cli;
 pub mod gateway;
 pub mod ingest;
 pub mod registry;

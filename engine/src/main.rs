@@ -1,1 +1,299 @@
-fn main(){}
+//! `tickwire`: the command-line entry point.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tickwire_engine::cli;
+use tickwire_engine::server::{self, ServerConfig};
+use tickwire_feed::binance::BinanceSpot;
+use tickwire_feed::sim::{self, SimConfig, SimSource};
+use tickwire_feed::venue::VenueSpec;
+use tickwire_sdk::wire::Venue;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// tickwire: a market-data feed handler. Exchange ticks in, normalized frames out to
+/// WebSocket clients, with per-hop latency.
+#[derive(Parser)]
+#[command(name = "tickwire", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the built-in exchange simulator, the server and a console client together:
+    /// live normalized data and latency within seconds, offline.
+    Demo {
+        /// Stop after this many seconds (runs until Ctrl-C otherwise).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Replay speed of the simulator (1 = real time).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+    },
+    /// Run the server. With no --venue, the built-in simulator is its venue (offline).
+    Serve {
+        /// Address of the client WebSocket server (clients connect to ws://ADDR/ws).
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        listen: SocketAddr,
+        /// Venue to ingest (binance). Omit to use the built-in simulator.
+        #[arg(long)]
+        venue: Option<Venue>,
+        /// Comma-separated venue symbols, e.g. btcusdt,ethusdt (required with --venue).
+        #[arg(long, value_delimiter = ',')]
+        symbols: Vec<String>,
+        /// Override the venue's WebSocket base URL (e.g. a `tickwire sim` at ws://127.0.0.1:9200).
+        #[arg(long)]
+        ws_url: Option<String>,
+        /// Override the venue's REST base URL (e.g. http://127.0.0.1:9200).
+        #[arg(long)]
+        rest_url: Option<String>,
+        /// Replay speed of the built-in simulator (1 = real time).
+        #[arg(long, default_value_t = 1.0)]
+        sim_speed: f64,
+    },
+    /// Run only the exchange simulator: a Binance-compatible WebSocket and REST endpoint.
+    Sim {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9200")]
+        listen: SocketAddr,
+        /// Binance capture files to replay (plain or gzip); default: the embedded BTCUSDT capture.
+        #[arg(long = "capture")]
+        captures: Vec<PathBuf>,
+        /// Comma-separated symbols to generate as a synthetic random walk.
+        #[arg(long, value_delimiter = ',')]
+        synthetic: Vec<String>,
+        /// Synthetic events per second, all symbols together.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Seed of the synthetic random walk.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Replay speed: a factor (1 = real time) or `max`.
+        #[arg(long, default_value = "1")]
+        speed: String,
+        /// Stop at the end of the capture instead of starting over.
+        #[arg(long)]
+        no_loop: bool,
+        /// Start paused; POST /sim/start begins the replay.
+        #[arg(long)]
+        paused: bool,
+    },
+    /// Turn captured raw venue frames into the JSON lines clients receive (stdout).
+    Normalize {
+        /// The venue whose messages the files hold.
+        #[arg(long)]
+        venue: Venue,
+        /// Exit with an error if any message could not be normalized.
+        #[arg(long)]
+        strict: bool,
+        /// Capture files: gzip or plain; lines `<ns> <frame>`, bare frames, or cryptofeed's
+        /// format. Several files are merged by receive time.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// A console client: a live table per symbol and per-hop latency percentiles.
+    Watch {
+        /// Server URL.
+        #[arg(long, default_value = "ws://127.0.0.1:9100/ws")]
+        url: String,
+        /// Comma-separated venue:SYMBOL list; default: everything the server serves.
+        #[arg(long, value_delimiter = ',')]
+        symbols: Vec<String>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+    },
+}
+
+fn init_logs(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Normalize {
+            venue,
+            strict,
+            files,
+        } => {
+            init_logs("warn");
+            let args = cli::normalize::NormalizeArgs {
+                venue,
+                files,
+                strict,
+            };
+            cli::normalize::run(&args, &mut std::io::stdout().lock())
+        }
+        Command::Watch {
+            url,
+            symbols,
+            duration,
+        } => {
+            init_logs("warn");
+            runtime.block_on(cli::watch::run(cli::watch::WatchArgs {
+                url,
+                symbols,
+                duration: duration.map(Duration::from_secs_f64),
+                refresh: Duration::from_millis(500),
+            }))
+        }
+        Command::Sim {
+            listen,
+            captures,
+            synthetic,
+            rate,
+            seed,
+            speed,
+            no_loop,
+            paused,
+        } => {
+            init_logs("info");
+            let speed = parse_speed(&speed)?;
+            let mut config = SimConfig::demo();
+            config.listen = listen;
+            config.speed = speed;
+            config.looping = !no_loop;
+            config.paused = paused;
+            if !captures.is_empty() || !synthetic.is_empty() {
+                config.sources.clear();
+                if !captures.is_empty() {
+                    config.sources.push(SimSource::CaptureFiles(captures));
+                }
+                if !synthetic.is_empty() {
+                    config.sources.push(SimSource::Synthetic {
+                        symbols: synthetic.iter().map(|s| s.to_ascii_uppercase()).collect(),
+                        rate,
+                        seed,
+                    });
+                }
+            }
+            runtime.block_on(async {
+                let handle = sim::start(config).await?;
+                println!(
+                    "simulator listening: WebSocket {}/stream, REST {}/api/v3/depth",
+                    handle.ws_url(),
+                    handle.rest_url()
+                );
+                tokio::signal::ctrl_c().await?;
+                handle.shutdown().await;
+                Ok(())
+            })
+        }
+        Command::Serve {
+            listen,
+            venue,
+            symbols,
+            ws_url,
+            rest_url,
+            sim_speed,
+        } => {
+            init_logs("info");
+            runtime.block_on(async {
+                let (feeds, sim) = feeds(venue, symbols, ws_url, rest_url, sim_speed).await?;
+                let server = server::start(ServerConfig::new(listen, feeds)).await?;
+                println!(
+                    "tickwire serving on {}  (try: tickwire watch --url {})",
+                    server.ws_url(),
+                    server.ws_url()
+                );
+                tokio::signal::ctrl_c().await?;
+                server.shutdown().await;
+                if let Some(sim) = sim {
+                    sim.shutdown().await;
+                }
+                Ok(())
+            })
+        }
+        Command::Demo { duration, speed } => {
+            init_logs("warn");
+            runtime.block_on(async {
+                let (feeds, sim) = feeds(None, Vec::new(), None, None, speed).await?;
+                let server =
+                    server::start(ServerConfig::new("127.0.0.1:0".parse()?, feeds)).await?;
+                let result = cli::watch::run(cli::watch::WatchArgs {
+                    url: server.ws_url(),
+                    symbols: Vec::new(),
+                    duration: duration.map(Duration::from_secs_f64),
+                    refresh: Duration::from_millis(500),
+                })
+                .await;
+                server.shutdown().await;
+                if let Some(sim) = sim {
+                    sim.shutdown().await;
+                }
+                result
+            })
+        }
+    }
+}
+
+fn parse_speed(s: &str) -> anyhow::Result<f64> {
+    if s.eq_ignore_ascii_case("max") {
+        return Ok(f64::INFINITY);
+    }
+    let v: f64 = s
+        .parse()
+        .with_context(|| format!("--speed {s:?}: give a positive factor (1, 10, 0.5) or `max`"))?;
+    anyhow::ensure!(v > 0.0, "--speed must be positive (or `max`)");
+    Ok(v)
+}
+
+/// The feeds to run: the real venue if one is named, else the built-in simulator.
+async fn feeds(
+    venue: Option<Venue>,
+    symbols: Vec<String>,
+    ws_url: Option<String>,
+    rest_url: Option<String>,
+    sim_speed: f64,
+) -> anyhow::Result<(Vec<Arc<dyn VenueSpec>>, Option<sim::SimHandle>)> {
+    match venue {
+        None => {
+            let mut config = SimConfig::demo();
+            config.speed = sim_speed;
+            let symbols = config.symbols();
+            let handle = sim::start(config)
+                .await
+                .context("starting the built-in simulator")?;
+            let spec = BinanceSpot::new(symbols).at(&handle.ws_url(), &handle.rest_url());
+            Ok((vec![Arc::new(spec)], Some(handle)))
+        }
+        Some(Venue::Binance) => {
+            anyhow::ensure!(
+                !symbols.is_empty(),
+                "--venue binance needs --symbols, e.g. --symbols btcusdt,ethusdt"
+            );
+            let mut spec = BinanceSpot::new(symbols);
+            if let Some(ws) = ws_url {
+                spec.ws_base = ws.trim_end_matches('/').to_string();
+            }
+            if let Some(rest) = rest_url {
+                spec.rest_base = rest.trim_end_matches('/').to_string();
+            }
+            anyhow::ensure!(
+                spec.streams().len() <= tickwire_feed::binance::spec::MAX_STREAMS,
+                "Binance allows at most {} streams per connection; pass fewer symbols",
+                tickwire_feed::binance::spec::MAX_STREAMS
+            );
+            Ok((vec![Arc::new(spec)], None))
+        }
+        Some(other) => anyhow::bail!("venue {other} is not supported yet; supported: binance"),
+    }
+}

@@ -44,7 +44,10 @@ impl StreamSeqs {
     /// The next seq of the frame's stream (1 for the first frame of a stream).
     #[inline]
     pub fn assign(&mut self, frame: &mut Frame) {
-        let n = self.next.entry((frame.instrument, frame.channel())).or_insert(0);
+        let n = self
+            .next
+            .entry((frame.instrument, frame.channel()))
+            .or_insert(0);
         *n += 1;
         frame.seq = *n;
     }
@@ -209,7 +212,9 @@ impl Sequencer {
         }
         let info = self.infos.get(&frame.instrument).cloned();
         let bytes: Box<[u8]> = self.encoder.encode(&frame).into();
-        self.writer
-            .publish(Entry::new(frame.instrument, frame.kind(), bytes, info), guard);
+        self.writer.publish(
+            Entry::new(frame.instrument, frame.kind(), bytes, info),
+            guard,
+        );
     }
 }

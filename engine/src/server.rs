@@ -63,9 +63,12 @@ pub struct ServerHandle {
 /// Starts feeds, sequencer and gateway. Returns once the gateway is listening.
 pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
     tickwire_feed::tls::install_crypto_provider();
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (is another server running there? pass --listen)", config.listen))?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} (is another server running there? pass --listen)",
+            config.listen
+        )
+    })?;
     let addr = listener.local_addr()?;
     let registry = Arc::new(Registry::new());
     for spec in &config.feeds {
@@ -123,9 +126,9 @@ impl ServerHandle {
 
     /// Frames published by the sequencer so far.
     pub fn published(&self) -> u64 {
-        self.sequencer
-            .as_ref()
-            .map_or(0, |s| s.stats.published.load(std::sync::atomic::Ordering::Relaxed))
+        self.sequencer.as_ref().map_or(0, |s| {
+            s.stats.published.load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 
     /// Stops feeds (with their disconnect statuses), gateway and sequencer.

@@ -108,14 +108,8 @@ fn encode_into(arena: &mut Arena, frame: &Frame, mut buf: Vec<u8>) -> Vec<u8> {
     // Serializing an owned, well-formed value into a Vec cannot fail: no I/O, no shared
     // pointers, sizes far below u32::MAX (pointer_width_32). Should it ever, the result is an
     // empty buffer, which every reader rejects as truncated.
-    match rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
-        frame,
-        buf,
-        arena.acquire(),
-    ) {
-        Ok(out) => out,
-        Err(_) => Vec::new(),
-    }
+    rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(frame, buf, arena.acquire())
+        .unwrap_or_default()
 }
 
 /// Encodes one frame into a new buffer (convenience; use [`Encoder`] on hot paths).
@@ -296,7 +290,7 @@ impl<B: AsRef<[u8]>> Batch<B> {
     }
 }
 
-fn take<'a>(bytes: &'a [u8], offset: usize, need: usize) -> Result<&'a [u8], WireError> {
+fn take(bytes: &[u8], offset: usize, need: usize) -> Result<&[u8], WireError> {
     let have = bytes.len().saturating_sub(offset);
     if have < need {
         return Err(WireError::Truncated { offset, need, have });

@@ -177,7 +177,7 @@ pub fn write_decimal(out: &mut Vec<u8>, value: i64, decimals: u8) {
     out.extend_from_slice(buf.as_bytes());
     // Needed digits: drop trailing zeros beyond `decimals`.
     let mut digits = 9usize;
-    while digits > decimals && frac % 10 == 0 {
+    while digits > decimals && frac.is_multiple_of(10) {
         frac /= 10;
         digits -= 1;
     }

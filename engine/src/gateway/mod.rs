@@ -127,14 +127,21 @@ async fn handshake_and_run(stream: tokio::net::TcpStream, peer: SocketAddr, ctx:
     let active = ctx.stats.active.fetch_add(1, Ordering::Relaxed) + 1;
     let over_limit = active > ctx.config.max_connections;
     let limit = ctx.config.max_connections;
+    // The callback's error type is tungstenite's, large as it is.
+    #[allow(clippy::result_large_err)]
     let check = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() != "/ws" {
-            return Err(refusal(StatusCode::NOT_FOUND, "tickwire serves WebSocket clients at /ws"));
+            return Err(refusal(
+                StatusCode::NOT_FOUND,
+                "tickwire serves WebSocket clients at /ws",
+            ));
         }
         if over_limit {
             return Err(refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &format!("connection limit reached ({limit}); try again later or use another gateway"),
+                &format!(
+                    "connection limit reached ({limit}); try again later or use another gateway"
+                ),
             ));
         }
         Ok(resp)
@@ -156,6 +163,7 @@ async fn handshake_and_run(stream: tokio::net::TcpStream, peer: SocketAddr, ctx:
     }
 }
 
+#[allow(clippy::result_large_err)]
 fn refusal(status: StatusCode, message: &str) -> ErrorResponse {
     let mut resp = ErrorResponse::new(Some(message.to_string()));
     *resp.status_mut() = status;

@@ -209,8 +209,14 @@ pub fn parse_symbol(s: &str) -> Result<Symbol, (&'static str, String)> {
     let venue: Venue = venue
         .parse()
         .map_err(|e: tickwire_sdk::wire::UnknownVenue| ("unknown_venue", e.to_string()))?;
-    if symbol.is_empty() || symbol.len() > 64 || symbol.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(("bad_symbol", format!("symbol {symbol:?} is not a valid venue symbol")));
+    if symbol.is_empty()
+        || symbol.len() > 64
+        || symbol.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err((
+            "bad_symbol",
+            format!("symbol {symbol:?} is not a valid venue symbol"),
+        ));
     }
     Ok(Symbol {
         venue,
@@ -233,7 +239,13 @@ fn channels(v: Option<&Value>, id: &Option<Value>) -> Result<Vec<Channel>, Reque
     for c in arr {
         let c = c
             .as_str()
-            .ok_or_else(|| RequestError::new(id, "unknown_channel", format!("channel {c} is not a string")))?
+            .ok_or_else(|| {
+                RequestError::new(
+                    id,
+                    "unknown_channel",
+                    format!("channel {c} is not a string"),
+                )
+            })?
             .parse::<Channel>()
             .map_err(|m| RequestError::new(id, "unknown_channel", m))?;
         if !out.contains(&c) {
@@ -247,7 +259,13 @@ fn channels(v: Option<&Value>, id: &Option<Value>) -> Result<Vec<Channel>, Reque
 }
 
 /// The `subscribed` / `unsubscribed` reply.
-pub fn ack(kind: &str, id: &Option<Value>, symbols: &[Symbol], channels: &[Channel], encoding: Encoding) -> String {
+pub fn ack(
+    kind: &str,
+    id: &Option<Value>,
+    symbols: &[Symbol],
+    channels: &[Channel],
+    encoding: Encoding,
+) -> String {
     json!({
         "type": kind,
         "id": id,
@@ -275,12 +293,26 @@ mod tests {
     #[test]
     fn parses_the_documented_requests() {
         let r = parse(r#"{"op":"subscribe","id":1,"symbols":["binance:btcusdt"],"channels":["trades","quotes","book"],"encoding":"json"}"#).unwrap();
-        let Request::Subscribe { id, symbols, channels, encoding } = r else { panic!() };
+        let Request::Subscribe {
+            id,
+            symbols,
+            channels,
+            encoding,
+        } = r
+        else {
+            panic!()
+        };
         assert_eq!(id, Some(json!(1)));
         assert_eq!(symbols[0].qualified(), "binance:BTCUSDT");
-        assert_eq!(channels, vec![Channel::Trades, Channel::Quotes, Channel::Book]);
+        assert_eq!(
+            channels,
+            vec![Channel::Trades, Channel::Quotes, Channel::Book]
+        );
         assert_eq!(encoding, Some(Encoding::Json));
-        assert!(matches!(parse(r#"{"op":"ping","id":"a"}"#), Ok(Request::Ping { .. })));
+        assert!(matches!(
+            parse(r#"{"op":"ping","id":"a"}"#),
+            Ok(Request::Ping { .. })
+        ));
         let r = parse(r#"{"op":"unsubscribe","symbols":["binance:BTCUSDT"]}"#).unwrap();
         assert!(matches!(r, Request::Unsubscribe { channels, .. } if channels.len() == 3));
     }
@@ -294,11 +326,23 @@ mod tests {
             (r#"{"op":"fly","id":1}"#, "unknown_op"),
             (r#"{"op":"subscribe","id":1}"#, "bad_request"),
             (r#"{"op":"subscribe","id":1,"symbols":[]}"#, "bad_request"),
-            (r#"{"op":"subscribe","id":1,"symbols":["BTCUSDT"]}"#, "bad_symbol"),
-            (r#"{"op":"subscribe","id":1,"symbols":["nyse:IBM"]}"#, "unknown_venue"),
+            (
+                r#"{"op":"subscribe","id":1,"symbols":["BTCUSDT"]}"#,
+                "bad_symbol",
+            ),
+            (
+                r#"{"op":"subscribe","id":1,"symbols":["nyse:IBM"]}"#,
+                "unknown_venue",
+            ),
             (r#"{"op":"subscribe","id":1,"symbols":[5]}"#, "bad_symbol"),
-            (r#"{"op":"subscribe","id":1,"symbols":["binance:BTCUSDT"],"channels":["candles"]}"#, "unknown_channel"),
-            (r#"{"op":"subscribe","id":1,"symbols":["binance:BTCUSDT"],"encoding":"xml"}"#, "bad_encoding"),
+            (
+                r#"{"op":"subscribe","id":1,"symbols":["binance:BTCUSDT"],"channels":["candles"]}"#,
+                "unknown_channel",
+            ),
+            (
+                r#"{"op":"subscribe","id":1,"symbols":["binance:BTCUSDT"],"encoding":"xml"}"#,
+                "bad_encoding",
+            ),
         ];
         for (text, code) in cases {
             let e = parse(text).unwrap_err();
@@ -307,6 +351,9 @@ mod tests {
             assert_eq!(v["type"], "error");
             assert!(!e.message.is_empty());
         }
-        assert_eq!(parse(r#"{"op":"fly","id":7}"#).unwrap_err().id, Some(json!(7)));
+        assert_eq!(
+            parse(r#"{"op":"fly","id":7}"#).unwrap_err().id,
+            Some(json!(7))
+        );
     }
 }

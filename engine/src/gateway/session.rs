@@ -79,7 +79,10 @@ pub(crate) async fn run(ws: WebSocketStream<TcpStream>, peer: SocketAddr, ctx: A
     debug!(%peer, ?end, "client session ended");
 }
 
-async fn read_loop(mut stream: SplitStream<WebSocketStream<TcpStream>>, tx: mpsc::Sender<Incoming>) {
+async fn read_loop(
+    mut stream: SplitStream<WebSocketStream<TcpStream>>,
+    tx: mpsc::Sender<Incoming>,
+) {
     while let Some(msg) = stream.next().await {
         let incoming = match msg {
             Ok(Message::Text(t)) => Incoming::Text(t),
@@ -261,7 +264,8 @@ impl Session {
             self.ctx.ring.capacity()
         );
         info!(peer = %self.peer, %reason, "closing client");
-        self.close(CloseCode::from(CLOSE_SLOW_CONSUMER), reason).await;
+        self.close(CloseCode::from(CLOSE_SLOW_CONSUMER), reason)
+            .await;
         End::SlowConsumer
     }
 
@@ -324,21 +328,32 @@ impl Session {
             } => {
                 let unknown: Vec<String> = symbols
                     .iter()
-                    .filter(|s| !self.ctx.registry.is_served(instrument_id(s.venue, &s.symbol)))
+                    .filter(|s| {
+                        !self
+                            .ctx
+                            .registry
+                            .is_served(instrument_id(s.venue, &s.symbol))
+                    })
                     .map(|s| s.qualified())
                     .collect();
                 if !unknown.is_empty() {
                     let served = self.ctx.registry.served();
-                    return vec![RequestError {
-                        id,
-                        code: "unknown_symbol",
-                        message: format!(
-                            "not served here: {}; this server serves {}",
-                            unknown.join(", "),
-                            if served.is_empty() { "nothing yet".to_string() } else { served.join(", ") }
-                        ),
-                    }
-                    .to_json()];
+                    return vec![
+                        RequestError {
+                            id,
+                            code: "unknown_symbol",
+                            message: format!(
+                                "not served here: {}; this server serves {}",
+                                unknown.join(", "),
+                                if served.is_empty() {
+                                    "nothing yet".to_string()
+                                } else {
+                                    served.join(", ")
+                                }
+                            ),
+                        }
+                        .to_json(),
+                    ];
                 }
                 let new = symbols
                     .iter()
@@ -369,8 +384,18 @@ impl Session {
                 let ack = protocol::ack("subscribed", &id, &symbols, &channels, self.encoding);
                 // Tell the client what the ids stand for before any data.
                 for s in &symbols {
-                    if let Some(info) = self.ctx.registry.definition(instrument_id(s.venue, &s.symbol)) {
-                        let mut f = Frame::new(info.venue, info.id, 0, 0, Body::Definition(info.definition()));
+                    if let Some(info) = self
+                        .ctx
+                        .registry
+                        .definition(instrument_id(s.venue, &s.symbol))
+                    {
+                        let mut f = Frame::new(
+                            info.venue,
+                            info.id,
+                            0,
+                            0,
+                            Body::Definition(info.definition()),
+                        );
                         f.ts_publish = now_ns();
                         self.queue_frame(&f, Some(&info));
                     }
@@ -448,7 +473,11 @@ impl Session {
         }
         // A WebSocket ping now and then keeps middleboxes and the client's idle timer happy.
         if self.last_heard.elapsed() > cfg.ping_every
-            && self.sink.send(Message::Ping(Vec::new().into())).await.is_err()
+            && self
+                .sink
+                .send(Message::Ping(Vec::new().into()))
+                .await
+                .is_err()
         {
             return Some(End::Gone);
         }

@@ -94,7 +94,10 @@ mod tests {
 
     #[test]
     fn add_remove_and_control_lane() {
-        let btc = Symbol { venue: Venue::Binance, symbol: "BTCUSDT".into() };
+        let btc = Symbol {
+            venue: Venue::Binance,
+            symbol: "BTCUSDT".into(),
+        };
         let id = instrument_id(Venue::Binance, "BTCUSDT");
         let mut s = Subscriptions::new();
         s.add(&btc, &[Channel::Trades]);

@@ -1,11 +1,13 @@
 //! Binance's documented local order book procedure, as a sans-IO state machine per symbol.
 //!
 //! Spot ("How to manage a local order book correctly"):
-//! 1. buffer diff events from connection start; 2. fetch a REST snapshot; 3. if the snapshot's
-//! `lastUpdateId` is older than the first buffered event, fetch again; 4. drop buffered events
-//! with `u <= lastUpdateId`; 5. apply the rest, then live events: an event with
-//! `u <= book id` is ignored; an event with `U > book id + 1` is a hole: discard the book
-//! and start over from step 2.
+//!
+//! 1. buffer diff events from connection start;
+//! 2. fetch a REST snapshot;
+//! 3. if the snapshot's `lastUpdateId` is older than the first buffered event, fetch again;
+//! 4. drop buffered events with `u <= lastUpdateId`;
+//! 5. apply the rest, then live events: an event with `u <= book id` is ignored; an event
+//!    with `U > book id + 1` is a hole: discard the book and start over from step 2.
 //!
 //! USD-M futures differ: the first applied event has `U <= lastUpdateId <= u`, and every later
 //! event's `pu` must equal the previous event's `u`.

@@ -119,7 +119,10 @@ impl VenueSpec for BinanceSpot {
     }
 
     fn symbols(&self) -> Vec<String> {
-        self.symbols.iter().map(|s| s.to_ascii_uppercase()).collect()
+        self.symbols
+            .iter()
+            .map(|s| s.to_ascii_uppercase())
+            .collect()
     }
 }
 

@@ -135,7 +135,9 @@ pub async fn run(
         let reason = driver.session(generation, &mut shutdown).await;
         let stopping = *shutdown.borrow();
         driver.stats.disconnects.fetch_add(1, Ordering::Relaxed);
-        driver.normalizer.on_disconnect(now_ns(), &reason, &mut driver.out);
+        driver
+            .normalizer
+            .on_disconnect(now_ns(), &reason, &mut driver.out);
         driver.flush().await;
         if stopping {
             info!(venue = %driver.spec.venue(), "feed stopped");
@@ -305,10 +307,12 @@ impl Driver {
         match reply.body {
             Ok(mut body) => {
                 self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) =
-                    self.normalizer
-                        .on_snapshot(&reply.symbol, &mut body, reply.ts_recv, &mut self.out)
-                {
+                if let Err(e) = self.normalizer.on_snapshot(
+                    &reply.symbol,
+                    &mut body,
+                    reply.ts_recv,
+                    &mut self.out,
+                ) {
                     self.on_error(e, b"");
                 }
             }

@@ -79,7 +79,11 @@ impl SnapshotFetcher {
         tx: mpsc::UnboundedSender<SnapshotReply>,
         delay: Duration,
     ) {
-        if self.in_flight.get(&symbol).is_some_and(|h| !h.is_finished()) {
+        if self
+            .in_flight
+            .get(&symbol)
+            .is_some_and(|h| !h.is_finished())
+        {
             return;
         }
         let client = self.client.clone();

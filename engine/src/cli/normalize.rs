@@ -1,0 +1,128 @@
+//! `tickwire normalize`: captured raw venue frames in, the clients' JSON lines out.
+
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use tickwire_feed::capture::{CaptureReader, Record, RecordKind};
+use tickwire_feed::{Normalizer, Output};
+use tickwire_sdk::wire::{Encoder, Instruments, JsonOptions, Venue, access, json};
+
+use crate::sequencer::StreamSeqs;
+
+/// Options of `tickwire normalize`.
+pub struct NormalizeArgs {
+    /// The venue whose dialect the files hold.
+    pub venue: Venue,
+    /// Capture files (plain or gzip); several are merged by receive time.
+    pub files: Vec<PathBuf>,
+    /// Exit with an error if any message could not be normalized.
+    pub strict: bool,
+}
+
+/// Runs the command, writing JSON lines to `out` and a summary to stderr.
+pub fn run(args: &NormalizeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut normalizer: Box<dyn Normalizer> = match args.venue {
+        Venue::Binance => Box::new(tickwire_feed::binance::BinanceNormalizer::spot(&[])),
+        Venue::BinanceFutures => {
+            Box::new(tickwire_feed::binance::BinanceNormalizer::usd_futures(&[]))
+        }
+        other => bail!(
+            "normalize does not speak {other} yet; supported venues: binance, binance-futures"
+        ),
+    };
+    let records = read_merged(&args.files)?;
+    let mut w = BufWriter::with_capacity(1 << 16, out);
+    let mut o = Output::new();
+    let mut seqs = StreamSeqs::default();
+    let mut enc = Encoder::new();
+    let mut instruments = Instruments::new();
+    let mut line = Vec::with_capacity(512);
+    let mut errors = 0u64;
+    let mut connects = 0u64;
+    for r in records {
+        o.clear();
+        let ts = r.ts_ns.unwrap_or(0);
+        let http_symbol = r.url_symbol().map(str::to_string);
+        let Record {
+            line: line_no,
+            kind,
+            mut payload,
+            ..
+        } = r;
+        let result = match &kind {
+            RecordKind::Received => normalizer.on_message(&mut payload, ts, &mut o),
+            RecordKind::Http { .. } => match &http_symbol {
+                Some(symbol) => normalizer.on_snapshot(symbol, &mut payload, ts, &mut o),
+                // A REST body without a symbol in its URL: the normalizer ties it to the
+                // one book waiting for a snapshot.
+                None => normalizer.on_message(&mut payload, ts, &mut o),
+            },
+            RecordKind::Connect { .. } => {
+                connects += 1;
+                if connects > 1 {
+                    normalizer.on_disconnect(ts, "capture: the connection was reopened", &mut o);
+                }
+                Ok(())
+            }
+            RecordKind::Sent { .. } => Ok(()),
+        };
+        if let Err(e) = result {
+            errors += 1;
+            if errors <= 20 {
+                eprintln!("line {line_no}: skipped: {e}");
+            }
+        }
+        for mut frame in o.frames.drain(..) {
+            seqs.assign(&mut frame);
+            let bytes = enc.encode(&frame);
+            let archived = access(bytes).context("re-reading an encoded frame")?;
+            instruments.observe(archived);
+            line.clear();
+            let info = instruments
+                .get(archived.instrument.to_native())
+                .map(|i| i.as_ref());
+            json::render(archived, info, JsonOptions { ts_publish: false }, &mut line);
+            line.push(b'\n');
+            if let Err(e) = w.write_all(&line) {
+                if e.kind() == io::ErrorKind::BrokenPipe {
+                    return Ok(());
+                }
+                return Err(e).context("writing output");
+            }
+        }
+    }
+    match w.flush() {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+        r => r.context("writing output")?,
+    }
+    let stats = normalizer.stats();
+    eprintln!(
+        "normalized {} messages into {} frames; {} skipped, {} sequence breaks",
+        stats.messages, stats.frames, stats.errors, stats.gaps
+    );
+    for (kind, n) in &stats.by_kind {
+        eprintln!("  {kind:<24} {n}");
+    }
+    if args.strict && errors > 0 {
+        bail!("{errors} messages could not be normalized (--strict)");
+    }
+    Ok(())
+}
+
+/// Reads every file; if all records carry receive times, merges them in time order (stable),
+/// else keeps file order.
+fn read_merged(files: &[PathBuf]) -> anyhow::Result<Vec<Record>> {
+    if files.is_empty() {
+        bail!("give at least one capture file");
+    }
+    let mut all = Vec::new();
+    for f in files {
+        let records = CaptureReader::open(f)?.read_all()?;
+        all.extend(records);
+    }
+    if files.len() > 1 && all.iter().all(|r| r.ts_ns.is_some()) {
+        all.sort_by_key(|r| r.ts_ns);
+    }
+    Ok(all)
+}
