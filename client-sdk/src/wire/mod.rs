@@ -16,7 +16,7 @@ pub mod ids;
 pub mod instruments;
 pub mod json;
 
-pub use codec::{Batch, BatchWriter, Encoder, WireError, access, encode};
+pub use codec::{Batch, BatchWriter, Encoder, WireError, access, encode, to_owned};
 pub use fixed::{DecimalError, Parsed, SCALE, decimal_string, parse_decimal, write_decimal};
 pub use frame::{
     ArchivedBody, ArchivedFrame, Body, BookDelta, BookSide, BookSnapshot, Definition, Frame, Kind,

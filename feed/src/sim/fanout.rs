@@ -111,6 +111,15 @@ impl Registry {
         }
     }
 
+    /// Streams subscribed, summed over connections (a stream is one symbol's kind).
+    pub fn streams_subscribed(&self) -> u32 {
+        self.conns
+            .iter()
+            .flat_map(|c| c.masks.iter())
+            .map(|m| m.count_ones())
+            .sum()
+    }
+
     /// Connections currently registered.
     pub fn len(&self) -> usize {
         self.conns.len()

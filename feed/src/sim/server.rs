@@ -528,9 +528,9 @@ pub(crate) fn status(shared: &Shared) -> Value {
             core.positions(),
         )
     };
-    let (clients, messages, closed_slow) = {
+    let (clients, streams, messages, closed_slow) = {
         let r = lock(&shared.registry);
-        (r.len(), r.messages, r.closed_slow)
+        (r.len(), r.streams_subscribed(), r.messages, r.closed_slow)
     };
     let ctl = *shared.control.borrow();
     let mut per_stream = serde_json::Map::new();
@@ -548,6 +548,7 @@ pub(crate) fn status(shared: &Shared) -> Value {
         "messages_queued": messages,
         "loops_completed": loops,
         "connected_clients": clients,
+        "streams_subscribed": streams,
         "clients_closed_slow": closed_slow,
         "clients_closed_pong_timeout": shared.closed_timeout.load(Ordering::Relaxed),
         "clients_closed_rate_limit": shared.closed_rate.load(Ordering::Relaxed),
