@@ -45,20 +45,107 @@ impl TapeParser {
     }
 }
 
-/// A required string field.
+/// Reads an object's fields in one pass: slot `k` gets the value of key `keys[k]`.
+/// One scan of the object instead of one per field (the tape's `get` is a linear scan).
 #[inline]
-pub fn str_field<'i>(
-    v: &Value<'_, 'i>,
+pub fn fields<'t, 'i, const N: usize>(
+    v: &Value<'t, 'i>,
+    keys: [&str; N],
+) -> [Option<Value<'t, 'i>>; N] {
+    let mut out = [None; N];
+    if let Some(obj) = v.as_object() {
+        for (k, val) in obj.iter() {
+            if let Some(slot) = keys.iter().position(|key| *key == k) {
+                out[slot] = Some(val);
+            }
+        }
+    }
+    out
+}
+
+/// A required string from a [`fields`] slot.
+#[inline]
+pub fn req_str<'i>(
+    slot: Option<Value<'_, 'i>>,
     message: &'static str,
     field: &'static str,
 ) -> Result<&'i str, NormalizeError> {
-    v.get(field)
-        .and_then(|x| x.into_string())
+    slot.and_then(|x| x.into_string())
         .ok_or(NormalizeError::Field {
             message,
             field,
             expected: "a string",
         })
+}
+
+/// A required unsigned integer from a [`fields`] slot.
+#[inline]
+pub fn req_u64(
+    slot: Option<Value<'_, '_>>,
+    message: &'static str,
+    field: &'static str,
+) -> Result<u64, NormalizeError> {
+    slot.and_then(|x| x.as_u64()).ok_or(NormalizeError::Field {
+        message,
+        field,
+        expected: "an unsigned integer",
+    })
+}
+
+/// An optional unsigned integer from a [`fields`] slot (an error if present with another type).
+#[inline]
+pub fn opt_u64(
+    slot: Option<Value<'_, '_>>,
+    message: &'static str,
+    field: &'static str,
+) -> Result<Option<u64>, NormalizeError> {
+    match slot {
+        None => Ok(None),
+        Some(x) => x.as_u64().map(Some).ok_or(NormalizeError::Field {
+            message,
+            field,
+            expected: "an unsigned integer",
+        }),
+    }
+}
+
+/// A required boolean from a [`fields`] slot.
+#[inline]
+pub fn req_bool(
+    slot: Option<Value<'_, '_>>,
+    message: &'static str,
+    field: &'static str,
+) -> Result<bool, NormalizeError> {
+    slot.and_then(|x| x.as_bool()).ok_or(NormalizeError::Field {
+        message,
+        field,
+        expected: "a boolean",
+    })
+}
+
+/// A required array from a [`fields`] slot.
+#[inline]
+pub fn req_array<'t, 'i>(
+    slot: Option<Value<'t, 'i>>,
+    message: &'static str,
+    field: &'static str,
+) -> Result<Array<'t, 'i>, NormalizeError> {
+    slot.and_then(|x| x.into_array())
+        .ok_or(NormalizeError::Field {
+            message,
+            field,
+            expected: "an array",
+        })
+}
+
+/// A required decimal string from a [`fields`] slot, as fixed point.
+#[inline]
+pub fn req_decimal(
+    slot: Option<Value<'_, '_>>,
+    message: &'static str,
+    field: &'static str,
+) -> Result<Parsed, NormalizeError> {
+    decimal(req_str(slot, message, field)?, message, field)
 }
 
 /// A required unsigned integer field.
@@ -72,37 +159,6 @@ pub fn u64_field(
         message,
         field,
         expected: "an unsigned integer",
-    })
-}
-
-/// An optional unsigned integer field (`None` if absent; an error if present with another type).
-#[inline]
-pub fn opt_u64_field(
-    v: &Value<'_, '_>,
-    message: &'static str,
-    field: &'static str,
-) -> Result<Option<u64>, NormalizeError> {
-    match v.get(field) {
-        None => Ok(None),
-        Some(x) => x.as_u64().map(Some).ok_or(NormalizeError::Field {
-            message,
-            field,
-            expected: "an unsigned integer",
-        }),
-    }
-}
-
-/// A required boolean field.
-#[inline]
-pub fn bool_field(
-    v: &Value<'_, '_>,
-    message: &'static str,
-    field: &'static str,
-) -> Result<bool, NormalizeError> {
-    v.get_bool(field).ok_or(NormalizeError::Field {
-        message,
-        field,
-        expected: "a boolean",
     })
 }
 
@@ -133,16 +189,6 @@ pub fn decimal(
         text: text.chars().take(40).collect(),
         error,
     })
-}
-
-/// A required decimal-string field.
-#[inline]
-pub fn decimal_field(
-    v: &Value<'_, '_>,
-    message: &'static str,
-    field: &'static str,
-) -> Result<Parsed, NormalizeError> {
-    decimal(str_field(v, message, field)?, message, field)
 }
 
 /// Most fractional digits seen in a run of levels: (price, qty).

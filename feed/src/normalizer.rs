@@ -5,8 +5,6 @@
 //! (fetch a REST snapshot, send a message), and forwards the frames. Tests and
 //! `tickwire normalize` drive the same code from capture files.
 
-use std::collections::BTreeMap;
-
 use thiserror::Error;
 use tickwire_sdk::wire::{DecimalError, Frame, Venue};
 
@@ -100,24 +98,34 @@ pub struct Stats {
     pub errors: u64,
     /// Sequence breaks detected (gaps, checksum mismatches, crossed books).
     pub gaps: u64,
-    /// Count per outcome key.
-    pub by_kind: BTreeMap<String, u64>,
+    /// Count per outcome key, in first-seen order. A short list scanned linearly: the keys
+    /// seen most (the data messages) come first, so counting costs a compare or two.
+    counts: Vec<(String, u64)>,
 }
 
 impl Stats {
     /// Adds one to the counter `key`.
+    #[inline]
     pub fn count(&mut self, key: &str) {
-        match self.by_kind.get_mut(key) {
-            Some(n) => *n += 1,
-            None => {
-                self.by_kind.insert(key.to_string(), 1);
-            }
+        match self.counts.iter_mut().find(|(k, _)| k == key) {
+            Some((_, n)) => *n += 1,
+            None => self.counts.push((key.to_string(), 1)),
         }
     }
 
     /// The counter `key` (0 if never counted).
     pub fn get(&self, key: &str) -> u64 {
-        self.by_kind.get(key).copied().unwrap_or(0)
+        self.counts
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Every counter, sorted by key.
+    pub fn by_kind(&self) -> Vec<(&str, u64)> {
+        let mut v: Vec<(&str, u64)> = self.counts.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        v.sort();
+        v
     }
 }
 

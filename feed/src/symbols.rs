@@ -31,6 +31,8 @@ pub struct SymbolTable {
     venue: Venue,
     by_symbol: HashMap<String, SymbolIndex>,
     list: Vec<Instrument>,
+    /// The last symbol looked up: most messages repeat it, so it is checked before hashing.
+    last: SymbolIndex,
 }
 
 impl SymbolTable {
@@ -40,6 +42,7 @@ impl SymbolTable {
             venue,
             by_symbol: HashMap::new(),
             list: Vec::new(),
+            last: 0,
         }
     }
 
@@ -50,7 +53,13 @@ impl SymbolTable {
 
     /// The index of `symbol`, adding it if new (its Definition is emitted by [`Self::announce`]).
     pub fn intern(&mut self, symbol: &str) -> SymbolIndex {
+        if let Some(inst) = self.list.get(self.last)
+            && inst.symbol == symbol
+        {
+            return self.last;
+        }
         if let Some(&i) = self.by_symbol.get(symbol) {
+            self.last = i;
             return i;
         }
         let i = self.list.len();

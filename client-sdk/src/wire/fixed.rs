@@ -53,6 +53,67 @@ pub struct Parsed {
 /// Exact: digits beyond the 9th decimal must be zeros, else [`DecimalError::Inexact`].
 #[inline]
 pub fn parse_decimal(text: &[u8]) -> Result<Parsed, DecimalError> {
+    match parse_plain(text) {
+        Some(p) => Ok(p),
+        None => parse_general(text),
+    }
+}
+
+/// The shape exchanges send almost always, in `u64` arithmetic: `-?\d{1,10}(\.\d+)?` whose
+/// value fits and has no non-zero digit past the 9th decimal. Anything else (every error
+/// included) is left to [`parse_general`], which gives the same answer where both apply.
+#[inline]
+fn parse_plain(text: &[u8]) -> Option<Parsed> {
+    let (neg, body) = match text.first()? {
+        b'-' => (true, &text[1..]),
+        _ => (false, text),
+    };
+    let mut int: u64 = 0;
+    let mut i = 0;
+    while i < body.len() && body[i] != b'.' {
+        let d = body[i].wrapping_sub(b'0');
+        if d > 9 || i == 10 {
+            return None;
+        }
+        int = int * 10 + d as u64;
+        i += 1;
+    }
+    if i == 0 {
+        return None;
+    }
+    let mut frac: u64 = 0;
+    let mut decimals = 0usize;
+    if i < body.len() {
+        i += 1;
+        let start = i;
+        while i < body.len() {
+            let d = body[i].wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            if i - start < 9 {
+                frac = frac * 10 + d as u64;
+            } else if d != 0 {
+                return None;
+            }
+            i += 1;
+        }
+        decimals = i - start;
+        if decimals == 0 {
+            return None;
+        }
+    }
+    let kept = decimals.min(9);
+    // int < 1e10, so int * 1e9 + frac < 1e19 < u64::MAX.
+    let v = i64::try_from(int * SCALE as u64 + frac * POW10[9 - kept] as u64).ok()?;
+    Some(Parsed {
+        value: if neg { -v } else { v },
+        decimals: kept as u8,
+    })
+}
+
+/// Every accepted form (sign, exponent, up to 18 fractional digits), in i128 arithmetic.
+fn parse_general(text: &[u8]) -> Result<Parsed, DecimalError> {
     let (neg, body) = match text.first() {
         Some(b'-') => (true, &text[1..]),
         Some(b'+') => (false, &text[1..]),
@@ -276,6 +337,32 @@ mod tests {
     }
 
     #[test]
+    fn fast_path_edges_agree() {
+        for t in [
+            "0",
+            "-0",
+            "9223372036.854775807",
+            "-9223372036.854775808",
+            "9223372036.854775808",
+            "9999999999.999999999",
+            "1.0000000001",
+            "1.0000000000",
+            "61837.63000000",
+            "0.00000000",
+            ".5",
+            "5.",
+            "12345678901",
+            "-",
+        ] {
+            assert_eq!(
+                parse_decimal(t.as_bytes()),
+                parse_general(t.as_bytes()),
+                "{t}"
+            );
+        }
+    }
+
+    #[test]
     fn rejects_bad_text() {
         for bad in [
             "", "-", ".", "abc", "1.2.3", "1,5", "1e", "1e+", " 1", "1 ", "0x10", "e5",
@@ -300,6 +387,13 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn fast_path_agrees_with_the_general_parser(
+            t in "[-+]?[0-9]{0,12}(\\.[0-9]{0,20})?([eE][-+]?[0-9]{1,2})?"
+        ) {
+            prop_assert_eq!(parse_decimal(t.as_bytes()), parse_general(t.as_bytes()));
+        }
+
         #[test]
         fn parse_never_panics(s in "\\PC{0,40}") {
             let _ = parse_decimal(s.as_bytes());

@@ -79,7 +79,7 @@ pub fn render(
                 ArchivedTradeId::None => out.extend_from_slice(b"null"),
                 ArchivedTradeId::Num(n) => {
                     out.push(b'"');
-                    out.extend_from_slice(n.to_native().to_string().as_bytes());
+                    digits(out, n.to_native());
                     out.push(b'"');
                 }
                 ArchivedTradeId::Text(s) => string(out, s.as_str()),
@@ -166,6 +166,11 @@ fn field_u64(out: &mut Vec<u8>, name: &str, v: u64) {
     out.extend_from_slice(b",\"");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\":");
+    digits(out, v);
+}
+
+/// Appends the decimal digits of `v`.
+fn digits(out: &mut Vec<u8>, v: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut v = v;

@@ -101,7 +101,7 @@ pub fn run(args: &NormalizeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         "normalized {} messages into {} frames; {} skipped, {} sequence breaks",
         stats.messages, stats.frames, stats.errors, stats.gaps
     );
-    for (kind, n) in &stats.by_kind {
+    for (kind, n) in stats.by_kind() {
         eprintln!("  {kind:<24} {n}");
     }
     if args.strict && errors > 0 {

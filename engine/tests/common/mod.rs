@@ -38,7 +38,11 @@ pub async fn capture_sim() -> SimHandle {
 
 /// A server ingesting `symbols` from the simulator, with a ring big enough to hold the whole
 /// capture (clients in debug builds may read slowly) and full-depth snapshots.
-pub async fn server_for(sim: &SimHandle, symbols: &[&str], tweak: impl FnOnce(&mut ServerConfig)) -> ServerHandle {
+pub async fn server_for(
+    sim: &SimHandle,
+    symbols: &[&str],
+    tweak: impl FnOnce(&mut ServerConfig),
+) -> ServerHandle {
     let mut spec = BinanceSpot::new(symbols.iter().map(|s| s.to_string()).collect())
         .at(&sim.ws_url(), &sim.rest_url());
     spec.snapshot_depth = 5000;
@@ -50,9 +54,11 @@ pub async fn server_for(sim: &SimHandle, symbols: &[&str], tweak: impl FnOnce(&m
 
 /// Waits until the simulator has `streams` stream subscriptions (the feed's SUBSCRIBE landed).
 pub async fn wait_subscribed(sim: &SimHandle, streams: u64) {
-    wait_for("the feed to subscribe at the simulator", Duration::from_secs(30), || {
-        sim.status()["streams_subscribed"].as_u64().unwrap_or(0) >= streams
-    })
+    wait_for(
+        "the feed to subscribe at the simulator",
+        Duration::from_secs(30),
+        || sim.status()["streams_subscribed"].as_u64().unwrap_or(0) >= streams,
+    )
     .await;
 }
 
@@ -60,14 +66,20 @@ pub async fn wait_subscribed(sim: &SimHandle, streams: u64) {
 pub async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// A raw WebSocket client (no SDK): what any stock client would do.
 pub async fn ws_connect(url: &str) -> Ws {
-    tokio_tungstenite::connect_async(url).await.expect("connects").0
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connects")
+        .0
 }
 
 /// Sends a JSON text message.
@@ -90,7 +102,9 @@ pub async fn next_json(ws: &mut Ws, limit: Duration) -> Option<Value> {
 /// Reads JSON messages until one has `"type" == kind` (skipping data frames).
 pub async fn reply_of(ws: &mut Ws, kind: &str) -> Value {
     loop {
-        let v = next_json(ws, Duration::from_secs(10)).await.expect("a reply");
+        let v = next_json(ws, Duration::from_secs(10))
+            .await
+            .expect("a reply");
         if v["type"] == kind || v["type"] == "error" {
             return v;
         }

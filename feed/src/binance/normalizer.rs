@@ -15,8 +15,8 @@ use tickwire_sdk::wire::{
 use super::depth_sync::{DepthEvent, DepthSnapshot, DepthSync, Outcome, SyncRule};
 use crate::clock::venue_time_to_ns;
 use crate::json::{
-    Precision, TapeParser, array_field, bool_field, decimal_field, levels, opt_u64_field,
-    str_field, u64_field,
+    Precision, TapeParser, array_field, fields, levels, opt_u64, req_array, req_bool, req_decimal,
+    req_str, req_u64, u64_field,
 };
 use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Stats};
 use crate::symbols::{SymbolIndex, SymbolTable};
@@ -51,7 +51,8 @@ pub struct BinanceNormalizer {
     rule: SyncRule,
     symbols: SymbolTable,
     state: Vec<SymbolState>,
-    parser: TapeParser,
+    /// `None` only while a call is using it (taken out so `self` can be borrowed mutably).
+    parser: Option<TapeParser>,
     stats: Stats,
     /// Scratch event reused for every depth update.
     scratch: DepthEvent,
@@ -86,7 +87,7 @@ impl BinanceNormalizer {
             rule,
             symbols: SymbolTable::new(venue),
             state: Vec::new(),
-            parser: TapeParser::new(),
+            parser: Some(TapeParser::new()),
             stats: Stats::default(),
             scratch: DepthEvent::default(),
         };
@@ -115,7 +116,10 @@ impl BinanceNormalizer {
     }
 
     fn classify(stream: Option<&str>, data: &Value<'_, '_>, root: &Value<'_, '_>) -> Message {
-        match data.get_str("e") {
+        // One pass over the keys: the event type, or the keys that mark the untyped messages.
+        let [e, last_update_id, u, b, a, big_b] =
+            fields(data, ["e", "lastUpdateId", "u", "b", "a", "B"]);
+        match e.and_then(|v| v.into_string()) {
             Some("trade") => Message::Trade { agg: false },
             Some("aggTrade") => Message::Trade { agg: true },
             Some("depthUpdate") => Message::Depth,
@@ -123,18 +127,14 @@ impl BinanceNormalizer {
             Some("serverShutdown") => Message::ServerShutdown,
             Some(other) => Message::Ignored(other.to_string()),
             None => {
-                if data.contains_key("lastUpdateId") {
+                if last_update_id.is_some() {
                     // A bare snapshot is the REST reply; inside a stream envelope it is a
                     // partial book depth stream (`<symbol>@depth<levels>`), not handled here.
                     match stream {
                         None => Message::Snapshot,
                         Some(_) => Message::Ignored("partialDepth".into()),
                     }
-                } else if data.contains_key("u")
-                    && data.contains_key("b")
-                    && data.contains_key("a")
-                    && data.contains_key("B")
-                {
+                } else if u.is_some() && b.is_some() && a.is_some() && big_b.is_some() {
                     Message::BookTicker
                 } else if root.contains_key("id")
                     || root.contains_key("result")
@@ -157,15 +157,14 @@ impl BinanceNormalizer {
         out: &mut Output,
     ) -> Result<(), NormalizeError> {
         let msg = if agg { "aggTrade" } else { "trade" };
-        let symbol = str_field(d, msg, "s")?;
         let id_field = if agg { "a" } else { "t" };
-        let id = u64_field(d, msg, id_field)?;
-        let price = decimal_field(d, msg, "p")?;
-        let qty = decimal_field(d, msg, "q")?;
-        let time = opt_u64_field(d, msg, "T")?
-            .or(opt_u64_field(d, msg, "E")?)
-            .unwrap_or(0);
-        let buyer_is_maker = bool_field(d, msg, "m")?;
+        let [s, id, p, q, t, e, m] = fields(d, ["s", id_field, "p", "q", "T", "E", "m"]);
+        let symbol = req_str(s, msg, "s")?;
+        let id = req_u64(id, msg, id_field)?;
+        let price = req_decimal(p, msg, "p")?;
+        let qty = req_decimal(q, msg, "q")?;
+        let time = opt_u64(t, msg, "T")?.or(opt_u64(e, msg, "E")?).unwrap_or(0);
+        let buyer_is_maker = req_bool(m, msg, "m")?;
         let i = self.intern(symbol);
         let inst = self
             .symbols
@@ -216,15 +215,14 @@ impl BinanceNormalizer {
         out: &mut Output,
     ) -> Result<(), NormalizeError> {
         const M: &str = "bookTicker";
-        let symbol = str_field(d, M, "s")?;
-        let bid = decimal_field(d, M, "b")?;
-        let bid_qty = decimal_field(d, M, "B")?;
-        let ask = decimal_field(d, M, "a")?;
-        let ask_qty = decimal_field(d, M, "A")?;
+        let [s, b, bq, a, aq, t, e] = fields(d, ["s", "b", "B", "a", "A", "T", "E"]);
+        let symbol = req_str(s, M, "s")?;
+        let bid = req_decimal(b, M, "b")?;
+        let bid_qty = req_decimal(bq, M, "B")?;
+        let ask = req_decimal(a, M, "a")?;
+        let ask_qty = req_decimal(aq, M, "A")?;
         // Spot bookTicker carries no time; futures carries E (event) and T (transaction).
-        let time = opt_u64_field(d, M, "T")?
-            .or(opt_u64_field(d, M, "E")?)
-            .unwrap_or(0);
+        let time = opt_u64(t, M, "T")?.or(opt_u64(e, M, "E")?).unwrap_or(0);
         let i = self.intern(symbol);
         let pd = bid.decimals.max(ask.decimals);
         let qd = bid_qty.decimals.max(ask_qty.decimals);
@@ -251,35 +249,20 @@ impl BinanceNormalizer {
         ts_recv: u64,
     ) -> Result<(SymbolIndex, Precision), NormalizeError> {
         const M: &str = "depthUpdate";
-        let symbol = str_field(d, M, "s")?;
+        let [s, first, last, pu, t, e, b, a] = fields(d, ["s", "U", "u", "pu", "T", "E", "b", "a"]);
+        let symbol = req_str(s, M, "s")?;
         let i = self.intern(symbol);
         let ev = &mut self.scratch;
-        ev.first_id = u64_field(d, M, "U")?;
-        ev.last_id = u64_field(d, M, "u")?;
-        ev.prev_last_id = opt_u64_field(d, M, "pu")?;
-        ev.ts_exchange = venue_time_to_ns(
-            opt_u64_field(d, M, "T")?
-                .or(opt_u64_field(d, M, "E")?)
-                .unwrap_or(0),
-        );
+        ev.first_id = req_u64(first, M, "U")?;
+        ev.last_id = req_u64(last, M, "u")?;
+        ev.prev_last_id = opt_u64(pu, M, "pu")?;
+        ev.ts_exchange = venue_time_to_ns(opt_u64(t, M, "T")?.or(opt_u64(e, M, "E")?).unwrap_or(0));
         ev.ts_recv = ts_recv;
         ev.bids.clear();
         ev.asks.clear();
         let mut precision = Precision::default();
-        levels(
-            &array_field(d, M, "b")?,
-            M,
-            "b",
-            &mut precision,
-            &mut ev.bids,
-        )?;
-        levels(
-            &array_field(d, M, "a")?,
-            M,
-            "a",
-            &mut precision,
-            &mut ev.asks,
-        )?;
+        levels(&req_array(b, M, "b")?, M, "b", &mut precision, &mut ev.bids)?;
+        levels(&req_array(a, M, "a")?, M, "a", &mut precision, &mut ev.asks)?;
         if ev.first_id > ev.last_id {
             return Err(NormalizeError::Field {
                 message: M,
@@ -584,11 +567,11 @@ impl Normalizer for BinanceNormalizer {
     ) -> Result<(), NormalizeError> {
         self.stats.messages += 1;
         let before = out.frames.len();
-        let mut parser = std::mem::take(&mut self.parser);
+        let mut parser = self.parser.take().unwrap_or_default();
         let result = parser
             .with(raw, |root| self.dispatch(root, ts_recv, out))
             .and_then(|r| r);
-        self.parser = parser;
+        self.parser = Some(parser);
         self.stats.frames += (out.frames.len() - before) as u64;
         if let Err(e) = &result {
             self.stats.errors += 1;
@@ -612,11 +595,11 @@ impl Normalizer for BinanceNormalizer {
         self.stats.count("snapshot");
         let before = out.frames.len();
         let i = self.intern(&symbol.to_ascii_uppercase());
-        let mut parser = std::mem::take(&mut self.parser);
+        let mut parser = self.parser.take().unwrap_or_default();
         let parsed = parser
             .with(raw, |root| Self::parse_snapshot(&root))
             .and_then(|r| r);
-        self.parser = parser;
+        self.parser = Some(parser);
         let result = match parsed {
             Ok((snap, precision)) => {
                 self.apply_snapshot(i, snap, precision, ts_recv, out);
