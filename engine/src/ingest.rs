@@ -3,7 +3,7 @@
 
 use crossbeam::queue::ArrayQueue;
 use crossbeam::sync::Unparker;
-use tickwire_feed::driver::FrameSink;
+use tickwire_feed::driver::{FrameSink, PushError};
 use tickwire_sdk::wire::Frame;
 
 /// A single-producer, single-consumer frame queue that wakes the sequencer on push.
@@ -40,8 +40,8 @@ impl IngestRing {
 
 impl FrameSink for IngestRing {
     #[inline]
-    fn try_push(&self, frame: Frame) -> Result<(), Frame> {
-        let r = self.queue.push(frame);
+    fn try_push(&self, frame: Frame) -> Result<(), PushError> {
+        let r = self.queue.push(frame).map_err(PushError::Full);
         self.wake.unpark();
         r
     }

@@ -24,7 +24,7 @@ use crate::clock::now_ns;
 use crate::normalizer::{Action, NormalizeError, Normalizer, Output};
 use crate::venue::VenueSpec;
 pub use backoff::Backoff;
-pub use sink::FrameSink;
+pub use sink::{FrameSink, PushError};
 use snapshot::{SnapshotFetcher, SnapshotReply};
 
 /// Timing and limits of a driver.
@@ -123,6 +123,7 @@ pub async fn run(
         config,
         spec,
         errors_logged: RateLimit::new(Duration::from_secs(1)),
+        sink_closed: false,
     };
     let mut backoff = Backoff::new(driver.config.backoff_initial, driver.config.backoff_max);
     let mut generation: u64 = 0;
@@ -133,14 +134,14 @@ pub async fn run(
         generation += 1;
         let started = Instant::now();
         let reason = driver.session(generation, &mut shutdown).await;
-        let stopping = *shutdown.borrow();
+        let stopping = *shutdown.borrow() || driver.sink_closed;
         driver.stats.disconnects.fetch_add(1, Ordering::Relaxed);
         driver
             .normalizer
             .on_disconnect(now_ns(), &reason, &mut driver.out);
-        driver.flush().await;
+        let _ = driver.flush().await;
         if stopping {
-            info!(venue = %driver.spec.venue(), "feed stopped");
+            info!(venue = %driver.spec.venue(), sink_closed = driver.sink_closed, "feed stopped");
             break;
         }
         if started.elapsed() >= driver.config.stable_after {
@@ -165,6 +166,8 @@ struct Driver {
     buf: Vec<u8>,
     fetcher: SnapshotFetcher,
     errors_logged: RateLimit,
+    /// The sink has no reader any more.
+    sink_closed: bool,
 }
 
 impl Driver {
@@ -198,7 +201,9 @@ impl Driver {
             }
         }
         self.normalizer.on_connect(now_ns(), &mut self.out);
-        self.flush().await;
+        if !self.flush().await {
+            return "nobody reads this feed any more".to_string();
+        }
 
         let (snap_tx, mut snap_rx) = mpsc::unbounded_channel::<SnapshotReply>();
         let mut ping = tokio::time::interval(self.config.ping_every);
@@ -273,7 +278,10 @@ impl Driver {
                     Action::Reconnect { reason } => reconnect = Some(reason),
                 }
             }
-            self.flush().await;
+            if !self.flush().await {
+                let _ = write.send(Message::Close(None)).await;
+                break "nobody reads this feed any more".to_string();
+            }
             if let Some(reason) = reconnect {
                 let _ = write.send(Message::Close(None)).await;
                 break reason;
@@ -335,14 +343,15 @@ impl Driver {
     }
 
     /// Pushes pending frames into the sink, waiting while it is full (never dropping).
-    async fn flush(&mut self) {
+    /// Returns false if the sink is closed (nobody reads it: the driver should stop).
+    async fn flush(&mut self) -> bool {
         let mut waited = false;
         for frame in self.out.frames.drain(..) {
             let mut frame = frame;
             loop {
                 match self.sink.try_push(frame) {
                     Ok(()) => break,
-                    Err(back) => {
+                    Err(PushError::Full(back)) => {
                         frame = back;
                         if !waited {
                             waited = true;
@@ -350,10 +359,15 @@ impl Driver {
                         }
                         tokio::time::sleep(Duration::from_micros(200)).await;
                     }
+                    Err(PushError::Closed) => {
+                        self.sink_closed = true;
+                        return false;
+                    }
                 }
             }
             self.stats.frames.fetch_add(1, Ordering::Relaxed);
         }
+        true
     }
 }
 
