@@ -32,6 +32,8 @@ pub struct SequencerStats {
     pub published: AtomicU64,
     /// Times the thread parked for lack of input.
     pub parks: AtomicU64,
+    /// Passes over the inputs that found nothing to publish.
+    pub idle_passes: AtomicU64,
 }
 
 /// Per-stream sequence numbers: the next `seq` of every (instrument, channel).
@@ -59,6 +61,7 @@ pub struct SequencerHandle {
     stop: Arc<AtomicBool>,
     unparker: Unparker,
     new_inputs: Sender<Arc<IngestRing>>,
+    inputs: Vec<Arc<IngestRing>>,
     ring: Ring,
     /// Counters.
     pub stats: Arc<SequencerStats>,
@@ -66,12 +69,37 @@ pub struct SequencerHandle {
 
 impl SequencerHandle {
     /// A new ingest ring of `capacity` frames, drained by this sequencer.
-    pub fn add_input(&self, capacity: usize) -> Arc<IngestRing> {
+    pub fn add_input(&mut self, capacity: usize) -> Arc<IngestRing> {
         let input = Arc::new(IngestRing::new(capacity, self.unparker.clone()));
         // The sequencer holds the receiver until it stops; after that, inputs are moot.
         let _ = self.new_inputs.send(input.clone());
         self.unparker.unpark();
+        self.inputs.push(input.clone());
         input
+    }
+
+    /// Waits (blocking, at most `limit`) until every frame pushed so far has been published:
+    /// all inputs empty and a whole pass over them found nothing. True if it got there.
+    pub fn quiesce(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let passes = self.stats.idle_passes.load(Ordering::Acquire);
+            if self.inputs.iter().all(|i| i.is_empty()) {
+                self.unparker.unpark();
+                while std::time::Instant::now() < deadline {
+                    if self.stats.idle_passes.load(Ordering::Acquire) > passes + 1 {
+                        return true;
+                    }
+                    self.unparker.unpark();
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                return false;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
     }
 
     /// A reader handle on the broadcast ring.
@@ -127,6 +155,7 @@ pub fn start(ring_capacity: usize, registry: Arc<Registry>) -> SequencerHandle {
         stop,
         unparker,
         new_inputs,
+        inputs: Vec::new(),
         ring,
         stats,
     }
@@ -156,6 +185,7 @@ impl Sequencer {
                 self.writer.wake_readers();
                 continue;
             }
+            self.stats.idle_passes.fetch_add(1, Ordering::Release);
             if stop.load(Ordering::Acquire) {
                 break;
             }

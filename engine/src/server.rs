@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -49,9 +51,11 @@ impl ServerConfig {
 /// A running server.
 pub struct ServerHandle {
     addr: SocketAddr,
-    shutdown: Shutdown,
+    stop_feeds: Shutdown,
+    stop_gateway: Shutdown,
     sequencer: Option<SequencerHandle>,
-    tasks: Vec<JoinHandle<()>>,
+    feed_tasks: Vec<JoinHandle<()>>,
+    gateway_task: Option<JoinHandle<()>>,
     /// The instruments served.
     pub registry: Arc<Registry>,
     /// Per-feed driver counters, in feed order.
@@ -76,37 +80,40 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
             registry.configure(spec.venue(), &s);
         }
     }
-    let sequencer = sequencer::start(config.ring_capacity, registry.clone());
-    let (shutdown, shutdown_rx) = Shutdown::new();
-    let mut tasks = Vec::new();
+    let mut sequencer = sequencer::start(config.ring_capacity, registry.clone());
+    let (stop_feeds, feeds_rx) = Shutdown::new();
+    let (stop_gateway, gateway_rx) = Shutdown::new();
+    let mut feed_tasks = Vec::new();
     let mut feed_stats = Vec::new();
     for spec in &config.feeds {
         let ingest = sequencer.add_input(config.ingest_capacity);
         let stats = Arc::new(DriverStats::default());
         feed_stats.push(stats.clone());
         info!(venue = %spec.venue(), url = %spec.ws_url(), symbols = ?spec.symbols(), "starting feed");
-        tasks.push(tokio::spawn(driver::run(
+        feed_tasks.push(tokio::spawn(driver::run(
             spec.clone(),
             ingest,
             config.driver.clone(),
             stats,
-            shutdown_rx.clone(),
+            feeds_rx.clone(),
         )));
     }
     let gateway_stats = Arc::new(GatewayStats::default());
-    tasks.push(tokio::spawn(gateway::serve(
+    let gateway_task = tokio::spawn(gateway::serve(
         listener,
         sequencer.ring(),
         registry.clone(),
         config.gateway.clone(),
         gateway_stats.clone(),
-        shutdown_rx,
-    )));
+        gateway_rx,
+    ));
     Ok(ServerHandle {
         addr,
-        shutdown,
+        stop_feeds,
+        stop_gateway,
         sequencer: Some(sequencer),
-        tasks,
+        feed_tasks,
+        gateway_task: Some(gateway_task),
         registry,
         feed_stats,
         gateway_stats,
@@ -131,14 +138,34 @@ impl ServerHandle {
         })
     }
 
-    /// Stops feeds (with their disconnect statuses), gateway and sequencer.
+    /// Stops in order, so clients see the end: the feeds close their venue connections and
+    /// emit their `disconnected` statuses; the sequencer publishes everything pushed; each
+    /// client session delivers what is left for it and closes with 1001; the sequencer stops.
     pub async fn shutdown(mut self) {
-        self.shutdown.trigger();
-        for t in self.tasks.drain(..) {
+        self.stop_feeds.trigger();
+        for t in self.feed_tasks.drain(..) {
             let _ = t.await;
         }
-        if let Some(s) = self.sequencer.take() {
-            let _ = tokio::task::spawn_blocking(move || s.stop()).await;
+        if let Some(seq) = self.sequencer.take() {
+            let seq = tokio::task::spawn_blocking(move || {
+                seq.quiesce(Duration::from_secs(2));
+                seq
+            })
+            .await
+            .ok();
+            self.stop_gateway.trigger();
+            if let Some(t) = self.gateway_task.take() {
+                let _ = t.await;
+            }
+            let stats = self.gateway_stats.clone();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+            while stats.active.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if let Some(seq) = seq {
+                let _ = tokio::task::spawn_blocking(move || seq.stop()).await;
+            }
         }
     }
 }

@@ -68,7 +68,7 @@ impl Record {
 #[derive(Debug, Error)]
 pub enum CaptureError {
     /// The file could not be opened or read.
-    #[error("{path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The file.
         path: String,

@@ -32,6 +32,7 @@ pub fn run(args: &NormalizeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         ),
     };
     let records = read_merged(&args.files)?;
+    let names: Vec<String> = args.files.iter().map(|f| f.display().to_string()).collect();
     let mut w = BufWriter::with_capacity(1 << 16, out);
     let mut o = Output::new();
     let mut seqs = StreamSeqs::default();
@@ -40,7 +41,7 @@ pub fn run(args: &NormalizeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut line = Vec::with_capacity(512);
     let mut errors = 0u64;
     let mut connects = 0u64;
-    for r in records {
+    for (file, r) in records {
         o.clear();
         let ts = r.ts_ns.unwrap_or(0);
         let http_symbol = r.url_symbol().map(str::to_string);
@@ -70,7 +71,7 @@ pub fn run(args: &NormalizeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         if let Err(e) = result {
             errors += 1;
             if errors <= 20 {
-                eprintln!("line {line_no}: skipped: {e}");
+                eprintln!("{}:{line_no}: skipped: {e}", names[file]);
             }
         }
         for mut frame in o.frames.drain(..) {
@@ -105,24 +106,25 @@ pub fn run(args: &NormalizeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         eprintln!("  {kind:<24} {n}");
     }
     if args.strict && errors > 0 {
-        bail!("{errors} messages could not be normalized (--strict)");
+        let what = if errors == 1 { "message" } else { "messages" };
+        bail!("{errors} {what} could not be normalized (--strict)");
     }
     Ok(())
 }
 
-/// Reads every file; if all records carry receive times, merges them in time order (stable),
-/// else keeps file order.
-fn read_merged(files: &[PathBuf]) -> anyhow::Result<Vec<Record>> {
+/// Reads every file, each record with the index of its file; if all records carry receive
+/// times, merges them in time order (stable), else keeps file order.
+fn read_merged(files: &[PathBuf]) -> anyhow::Result<Vec<(usize, Record)>> {
     if files.is_empty() {
         bail!("give at least one capture file");
     }
     let mut all = Vec::new();
-    for f in files {
+    for (k, f) in files.iter().enumerate() {
         let records = CaptureReader::open(f)?.read_all()?;
-        all.extend(records);
+        all.extend(records.into_iter().map(|r| (k, r)));
     }
-    if files.len() > 1 && all.iter().all(|r| r.ts_ns.is_some()) {
-        all.sort_by_key(|r| r.ts_ns);
+    if files.len() > 1 && all.iter().all(|(_, r)| r.ts_ns.is_some()) {
+        all.sort_by_key(|(_, r)| r.ts_ns);
     }
     Ok(all)
 }

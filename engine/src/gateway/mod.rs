@@ -85,9 +85,12 @@ pub(crate) struct GatewayCtx {
     pub registry: Arc<Registry>,
     pub config: GatewayConfig,
     pub stats: Arc<GatewayStats>,
+    /// Fires when the server shuts down: sessions deliver what is in the ring, then close 1001.
+    pub shutdown: watch::Receiver<bool>,
 }
 
-/// Serves clients on `listener` until `shutdown` fires.
+/// Serves clients on `listener` until `shutdown` fires; then every session sends what is
+/// left in the ring for it and closes with 1001 (going away).
 pub async fn serve(
     listener: TcpListener,
     ring: Ring,
@@ -101,6 +104,7 @@ pub async fn serve(
         registry,
         config,
         stats,
+        shutdown: shutdown.clone(),
     });
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "gateway listening on ws://{addr}/ws");

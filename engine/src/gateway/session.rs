@@ -119,6 +119,7 @@ async fn read_loop(
 #[derive(Debug)]
 enum End {
     ClientClosed,
+    ServerShutdown,
     Violation,
     SlowConsumer,
     Gone,
@@ -144,7 +145,11 @@ impl Session {
         let mut tick = tokio::time::interval(self.ctx.config.heartbeat_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let ring = self.ctx.ring.clone();
+        let mut shutdown = self.ctx.shutdown.clone();
         loop {
+            if *shutdown.borrow() {
+                return self.going_away().await;
+            }
             while let Ok(m) = incoming.try_recv() {
                 if let Some(end) = self.on_incoming(m).await {
                     return end;
@@ -163,6 +168,7 @@ impl Session {
             }
             tokio::select! {
                 _ = &mut notified => {}
+                _ = shutdown.changed() => {}
                 m = incoming.recv() => match m {
                     Some(m) => if let Some(end) = self.on_incoming(m).await { return end },
                     None => return End::Gone,
@@ -255,6 +261,21 @@ impl Session {
                 Err(End::SlowConsumer)
             }
         }
+    }
+
+    /// Server shutdown: deliver what the ring still holds for this client (the feeds' final
+    /// statuses among it), then close with 1001.
+    async fn going_away(&mut self) -> End {
+        loop {
+            match self.pump().await {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(end) => return end,
+            }
+        }
+        self.close(CloseCode::Away, "server shutting down".to_string())
+            .await;
+        End::ServerShutdown
     }
 
     async fn slow_consumer(&mut self, missed: u64) -> End {
