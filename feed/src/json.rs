@@ -6,11 +6,13 @@ use tickwire_sdk::wire::{Level, Parsed, parse_decimal};
 
 use crate::normalizer::NormalizeError;
 
-/// A reusable simd-json parser: its tape and scratch buffers live across messages, so parsing
-/// allocates nothing once warm.
+/// A reusable simd-json parser: its tape, scratch buffers and input copy live across
+/// messages, so parsing allocates nothing once warm.
 pub struct TapeParser {
     tape: simd_json::Tape<'static>,
     buffers: simd_json::Buffers,
+    /// simd-json parses in place: the message is copied here first.
+    input: Vec<u8>,
 }
 
 impl Default for TapeParser {
@@ -18,6 +20,7 @@ impl Default for TapeParser {
         TapeParser {
             tape: simd_json::Tape(Vec::new()),
             buffers: simd_json::Buffers::default(),
+            input: Vec::new(),
         }
     }
 }
@@ -28,14 +31,16 @@ impl TapeParser {
         TapeParser::default()
     }
 
-    /// Parses `raw` in place and calls `f` with the root value.
+    /// Parses `raw` (a copy of it) and calls `f` with the root value.
     pub fn with<R>(
         &mut self,
-        raw: &mut [u8],
+        raw: &[u8],
         f: impl FnOnce(Value<'_, '_>) -> R,
     ) -> Result<R, NormalizeError> {
+        self.input.clear();
+        self.input.extend_from_slice(raw);
         let mut tape = std::mem::replace(&mut self.tape, simd_json::Tape(Vec::new())).reset();
-        let parsed = simd_json::fill_tape(raw, &mut self.buffers, &mut tape);
+        let parsed = simd_json::fill_tape(&mut self.input, &mut self.buffers, &mut tape);
         let result = match parsed {
             Ok(()) => Ok(f(tape.as_value())),
             Err(e) => Err(NormalizeError::Json(e.to_string())),

@@ -138,11 +138,10 @@ pub trait Normalizer: Send {
     /// buffering book updates for a fresh sync.
     fn on_connect(&mut self, ts: u64, out: &mut Output);
 
-    /// One message from the venue, read off the socket at `ts_recv` (ns). `raw` is parsed in
-    /// place and left modified.
+    /// One message from the venue, read off the socket at `ts_recv` (ns).
     fn on_message(
         &mut self,
-        raw: &mut [u8],
+        raw: &[u8],
         ts_recv: u64,
         out: &mut Output,
     ) -> Result<(), NormalizeError>;
@@ -151,7 +150,7 @@ pub trait Normalizer: Send {
     fn on_snapshot(
         &mut self,
         symbol: &str,
-        raw: &mut [u8],
+        raw: &[u8],
         ts_recv: u64,
         out: &mut Output,
     ) -> Result<(), NormalizeError>;

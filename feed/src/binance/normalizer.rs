@@ -561,7 +561,7 @@ impl Normalizer for BinanceNormalizer {
 
     fn on_message(
         &mut self,
-        raw: &mut [u8],
+        raw: &[u8],
         ts_recv: u64,
         out: &mut Output,
     ) -> Result<(), NormalizeError> {
@@ -587,7 +587,7 @@ impl Normalizer for BinanceNormalizer {
     fn on_snapshot(
         &mut self,
         symbol: &str,
-        raw: &mut [u8],
+        raw: &[u8],
         ts_recv: u64,
         out: &mut Output,
     ) -> Result<(), NormalizeError> {

@@ -118,7 +118,6 @@ pub async fn run(
         out: Output::new(),
         sink,
         stats,
-        buf: Vec::with_capacity(4096),
         fetcher: SnapshotFetcher::new(config.snapshot_timeout),
         config,
         spec,
@@ -163,7 +162,6 @@ struct Driver {
     sink: Arc<dyn FrameSink>,
     stats: Arc<DriverStats>,
     config: DriverConfig,
-    buf: Vec<u8>,
     fetcher: SnapshotFetcher,
     errors_logged: RateLimit,
     /// The sink has no reader any more.
@@ -296,9 +294,7 @@ impl Driver {
         self.stats
             .bytes
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
-        self.buf.clear();
-        self.buf.extend_from_slice(payload);
-        if let Err(e) = self.normalizer.on_message(&mut self.buf, ts, &mut self.out) {
+        if let Err(e) = self.normalizer.on_message(payload, ts, &mut self.out) {
             self.on_error(e, payload);
         }
     }
@@ -313,14 +309,12 @@ impl Driver {
             return; // for a connection that is gone
         }
         match reply.body {
-            Ok(mut body) => {
+            Ok(body) => {
                 self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = self.normalizer.on_snapshot(
-                    &reply.symbol,
-                    &mut body,
-                    reply.ts_recv,
-                    &mut self.out,
-                ) {
+                if let Err(e) =
+                    self.normalizer
+                        .on_snapshot(&reply.symbol, &body, reply.ts_recv, &mut self.out)
+                {
                     self.on_error(e, b"");
                 }
             }
