@@ -373,7 +373,7 @@ fn check(inputs: &Inputs) {
         buf.clear();
         buf.extend_from_slice(&s.payload);
         out.clear();
-        n.on_message(&mut buf, s.ts_recv, &mut out)
+        n.on_message(&buf, s.ts_recv, &mut out)
             .expect("the normalizer accepts every sample");
         assert!(out.actions.is_empty(), "no action expected");
         std::mem::take(&mut out.frames)
@@ -490,7 +490,7 @@ impl Subject for Tickwire<'_> {
         self.buf.clear();
         self.buf.extend_from_slice(&s.payload);
         self.out.clear();
-        let r = self.n.on_message(&mut self.buf, s.ts_recv, &mut self.out);
+        let r = self.n.on_message(&self.buf, s.ts_recv, &mut self.out);
         let _ = black_box(r);
         black_box(&self.out);
     }

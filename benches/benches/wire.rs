@@ -49,7 +49,7 @@ fn real_frames() -> (Vec<(&'static str, Frame)>, InstrumentInfo) {
         buf.clear();
         buf.extend_from_slice(&r.payload);
         out.clear();
-        n.on_message(&mut buf, r.ts_ns.unwrap_or(0), &mut out)
+        n.on_message(&buf, r.ts_ns.unwrap_or(0), &mut out)
             .expect("the capture normalizes");
         let live = n.book(SYMBOL).is_some();
         for f in out.frames.drain(..) {

@@ -145,11 +145,11 @@ impl Harness {
     }
 
     fn feed(&mut self, payload: &[u8], ts: u64, http_symbol: Option<&str>) {
-        let mut raw = payload.to_vec();
+        let raw = payload.to_vec();
         self.out.clear();
         let r = match http_symbol {
-            Some(sym) => self.n.on_snapshot(sym, &mut raw, ts, &mut self.out),
-            None => self.n.on_message(&mut raw, ts, &mut self.out),
+            Some(sym) => self.n.on_snapshot(sym, &raw, ts, &mut self.out),
+            None => self.n.on_message(&raw, ts, &mut self.out),
         };
         r.unwrap_or_else(|e| {
             panic!(
@@ -173,11 +173,9 @@ impl Harness {
                 && self.truth.get(&symbol).is_some_and(|t| t.last_u.is_some())
             {
                 let body = self.truth[&symbol].snapshot_json();
-                let mut raw = body.clone();
+                let raw = body.clone();
                 self.out.clear();
-                self.n
-                    .on_snapshot(&symbol, &mut raw, 0, &mut self.out)
-                    .unwrap();
+                self.n.on_snapshot(&symbol, &raw, 0, &mut self.out).unwrap();
                 self.absorb();
             }
         }
@@ -350,11 +348,11 @@ fn malformed_messages_are_counted_and_skipped() {
     let mut bad = 0;
     for (k, r) in records.iter().enumerate() {
         if k % 1000 == 500 {
-            let mut junk = b"{\"stream\":\"btcusdt@trade\",\"data\":{\"e\":\"trade\"".to_vec();
+            let junk = b"{\"stream\":\"btcusdt@trade\",\"data\":{\"e\":\"trade\"".to_vec();
             h.out.clear();
-            assert!(h.n.on_message(&mut junk, 0, &mut h.out).is_err());
-            let mut wrong = br#"{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","t":1,"p":"abc","q":"1","T":1,"m":true}}"#.to_vec();
-            assert!(h.n.on_message(&mut wrong, 0, &mut h.out).is_err());
+            assert!(h.n.on_message(&junk, 0, &mut h.out).is_err());
+            let wrong = br#"{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","t":1,"p":"abc","q":"1","T":1,"m":true}}"#.to_vec();
+            assert!(h.n.on_message(&wrong, 0, &mut h.out).is_err());
             assert!(
                 h.out
                     .frames

@@ -48,16 +48,16 @@ pub fn run(args: &NormalizeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         let Record {
             line: line_no,
             kind,
-            mut payload,
+            payload,
             ..
         } = r;
         let result = match &kind {
-            RecordKind::Received => normalizer.on_message(&mut payload, ts, &mut o),
+            RecordKind::Received => normalizer.on_message(&payload, ts, &mut o),
             RecordKind::Http { .. } => match &http_symbol {
-                Some(symbol) => normalizer.on_snapshot(symbol, &mut payload, ts, &mut o),
+                Some(symbol) => normalizer.on_snapshot(symbol, &payload, ts, &mut o),
                 // A REST body without a symbol in its URL: the normalizer ties it to the
                 // one book waiting for a snapshot.
-                None => normalizer.on_message(&mut payload, ts, &mut o),
+                None => normalizer.on_message(&payload, ts, &mut o),
             },
             RecordKind::Connect { .. } => {
                 connects += 1;
