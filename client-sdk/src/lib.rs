@@ -1,13 +1,25 @@
 //! tickwire's client SDK.
 //!
 //! - [`wire`]: the frame contract (schema, batch codec, JSON rendering). No tokio.
-//! - [`book`]: a client-side L2 book kept from snapshot and delta frames.
+//! - [`book`]: a client-side L2 book kept from snapshot and delta frames; [`books`]: one per
+//!   instrument, kept from the stream.
+//! - [`seq`]: per-stream sequence checking (sans-IO).
+//! - [`backoff`]: reconnect delays (sans-IO).
+//! - [`symbol`]: `venue:SYMBOL` names.
 //! - `client` (feature `client`, on by default): connect to a tickwire server, subscribe, and
-//!   read a stream of zero-copy frame views.
+//!   read a stream of zero-copy frame views; optionally reconnecting, re-subscribing and
+//!   repairing books after a gap.
 
+pub mod backoff;
 pub mod book;
+pub mod books;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod seq;
+pub mod symbol;
 pub mod wire;
 
 pub use book::L2Book;
+pub use books::Books;
+pub use seq::{Hole, SeqCheck, SeqTracker};
+pub use symbol::Symbol;

@@ -372,7 +372,7 @@ async fn sdk_trades(c: &mut Client, n: usize) -> Vec<(u64, tickwire_sdk::wire::T
                     out.len()
                 )
             }
-            Event::Reply(_) => {}
+            _ => {}
         }
     }
     out.truncate(n);

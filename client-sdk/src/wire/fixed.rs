@@ -252,6 +252,35 @@ pub fn write_decimal(out: &mut Vec<u8>, value: i64, decimals: u8) {
     }
 }
 
+/// Appends a wide fixed-point value (sums, units of 1e-9) as decimal text, like
+/// [`write_decimal`].
+pub fn write_decimal_wide(out: &mut Vec<u8>, value: i128, decimals: u8) {
+    if let Ok(v) = i64::try_from(value) {
+        return write_decimal(out, v, decimals);
+    }
+    let decimals = decimals.min(MAX_DECIMALS) as usize;
+    if value < 0 {
+        out.push(b'-');
+    }
+    let abs = value.unsigned_abs();
+    let int = abs / SCALE as u128;
+    let mut frac = (abs % SCALE as u128) as u64;
+    out.extend_from_slice(int.to_string().as_bytes());
+    let mut digits = 9usize;
+    while digits > decimals && frac.is_multiple_of(10) {
+        frac /= 10;
+        digits -= 1;
+    }
+    if digits > 0 {
+        out.push(b'.');
+        let s = frac.to_string();
+        for _ in s.len()..digits {
+            out.push(b'0');
+        }
+        out.extend_from_slice(s.as_bytes());
+    }
+}
+
 /// Renders a fixed-point value as a `String` (see [`write_decimal`]).
 pub fn decimal_string(value: i64, decimals: u8) -> String {
     let mut out = Vec::with_capacity(24);
@@ -384,6 +413,15 @@ mod tests {
         assert_eq!(decimal_string(-1_500_000_000, 3), "-1.500");
         assert_eq!(decimal_string(1, 2), "0.000000001");
         assert_eq!(decimal_string(i64::MIN, 9), "-9223372036.854775808");
+        let mut out = Vec::new();
+        write_decimal_wide(&mut out, 20_000_000_000_000_000_000i128 + 5, 2);
+        assert_eq!(out, b"20000000000.000000005");
+        out.clear();
+        write_decimal_wide(&mut out, -(10i128.pow(20)), 2);
+        assert_eq!(out, b"-100000000000.00");
+        out.clear();
+        write_decimal_wide(&mut out, 1_500_000_000, 3);
+        assert_eq!(out, b"1.500");
     }
 
     proptest! {

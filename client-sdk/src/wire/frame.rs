@@ -72,6 +72,10 @@ pub enum Body {
     Heartbeat,
     /// What an instrument id stands for, and how to display its numbers.
     Definition(Definition),
+    /// Several trades folded into one (conflated delivery): nothing traded is lost from the
+    /// totals. Flagged `CONFLATED`; `updates` is the number of trades. (Boxed: it is the
+    /// largest body and the rarest.)
+    TradeSummary(Box<TradeSummary>),
 }
 
 /// The aggressor side of a trade.
@@ -122,6 +126,24 @@ pub struct Trade {
     pub side: Side,
     /// The venue's trade id.
     pub trade_id: TradeId,
+}
+
+/// Trades folded trade-safe: totals, extremes and the last trade of a run of trades.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct TradeSummary {
+    /// Number of trades folded.
+    pub count: u64,
+    /// Sum of their quantities, 1e-9 units.
+    pub volume: i128,
+    /// Volume-weighted average price, 1e-9 units (rounded to nearest).
+    pub vwap: i64,
+    /// Highest price, 1e-9 units.
+    pub high: i64,
+    /// Lowest price, 1e-9 units.
+    pub low: i64,
+    /// The last trade of the run.
+    pub last: Trade,
 }
 
 /// Best bid and offer. A side with no level has price and quantity 0.
@@ -229,13 +251,15 @@ pub enum Kind {
     Heartbeat,
     /// [`Body::Definition`].
     Definition,
+    /// [`Body::TradeSummary`].
+    TradeSummary,
 }
 
 impl Kind {
     /// The channel frames of this kind travel on.
     pub const fn channel(self) -> Channel {
         match self {
-            Kind::Trade => Channel::Trades,
+            Kind::Trade | Kind::TradeSummary => Channel::Trades,
             Kind::Quote => Channel::Quotes,
             Kind::BookDelta | Kind::BookSnapshot => Channel::Book,
             Kind::Status | Kind::Heartbeat | Kind::Definition => Channel::Control,
@@ -252,6 +276,7 @@ impl Kind {
             Kind::Status => "status",
             Kind::Heartbeat => "heartbeat",
             Kind::Definition => "definition",
+            Kind::TradeSummary => "trade_summary",
         }
     }
 }
@@ -267,6 +292,7 @@ impl Body {
             Body::Status(_) => Kind::Status,
             Body::Heartbeat => Kind::Heartbeat,
             Body::Definition(_) => Kind::Definition,
+            Body::TradeSummary(_) => Kind::TradeSummary,
         }
     }
 }
@@ -282,6 +308,7 @@ impl ArchivedBody {
             ArchivedBody::Status(_) => Kind::Status,
             ArchivedBody::Heartbeat => Kind::Heartbeat,
             ArchivedBody::Definition(_) => Kind::Definition,
+            ArchivedBody::TradeSummary(_) => Kind::TradeSummary,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! precision (from the instrument's definition); timestamps are integers in ns since the Unix
 //! epoch. The field order is fixed, so the same frame always renders to the same bytes.
 
-use super::fixed::write_decimal;
+use super::fixed::{write_decimal, write_decimal_wide};
 use super::frame::{
     ArchivedBody, ArchivedFrame, ArchivedTradeId, BookSide, Side, StatusCode, flags,
 };
@@ -69,21 +69,21 @@ pub fn render(
     }
     out.push(b']');
     match &frame.body {
-        ArchivedBody::Trade(t) => {
-            field_dec(out, "price", t.price.to_native(), pd);
-            field_dec(out, "qty", t.qty.to_native(), qd);
-            out.extend_from_slice(b",\"side\":");
-            string(out, Side::from(&t.side).json_name());
-            out.extend_from_slice(b",\"trade_id\":");
-            match &t.trade_id {
-                ArchivedTradeId::None => out.extend_from_slice(b"null"),
-                ArchivedTradeId::Num(n) => {
-                    out.push(b'"');
-                    digits(out, n.to_native());
-                    out.push(b'"');
-                }
-                ArchivedTradeId::Text(s) => string(out, s.as_str()),
-            }
+        ArchivedBody::Trade(t) => trade(out, t, pd, qd),
+        ArchivedBody::TradeSummary(s) => {
+            field_u64(out, "count", s.count.to_native());
+            out.extend_from_slice(b",\"volume\":\"");
+            write_decimal_wide(out, s.volume.to_native(), qd);
+            out.push(b'"');
+            field_dec(out, "vwap", s.vwap.to_native(), pd);
+            field_dec(out, "high", s.high.to_native(), pd);
+            field_dec(out, "low", s.low.to_native(), pd);
+            out.extend_from_slice(b",\"last\":{");
+            // The last trade's fields, without the leading comma of the first.
+            let start = out.len();
+            trade(out, &s.last, pd, qd);
+            out.remove(start);
+            out.push(b'}');
         }
         ArchivedBody::Quote(q) => {
             field_dec(out, "bid_px", q.bid_px.to_native(), pd);
@@ -147,6 +147,24 @@ pub fn render_string(
     let mut out = Vec::with_capacity(256);
     render(frame, info, opts, &mut out);
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// The trade fields: `,"price":..,"qty":..,"side":..,"trade_id":..`.
+fn trade(out: &mut Vec<u8>, t: &super::frame::ArchivedTrade, pd: u8, qd: u8) {
+    field_dec(out, "price", t.price.to_native(), pd);
+    field_dec(out, "qty", t.qty.to_native(), qd);
+    out.extend_from_slice(b",\"side\":");
+    string(out, Side::from(&t.side).json_name());
+    out.extend_from_slice(b",\"trade_id\":");
+    match &t.trade_id {
+        ArchivedTradeId::None => out.extend_from_slice(b"null"),
+        ArchivedTradeId::Num(n) => {
+            out.push(b'"');
+            digits(out, n.to_native());
+            out.push(b'"');
+        }
+        ArchivedTradeId::Text(s) => string(out, s.as_str()),
+    }
 }
 
 fn levels(out: &mut Vec<u8>, it: impl Iterator<Item = (i64, i64)>, pd: u8, qd: u8) {
@@ -308,6 +326,38 @@ mod tests {
         let v = json(&delta, Some(&btc()));
         assert_eq!(v["side"], "bid");
         assert_eq!(v["qty"], "0.00000000");
+    }
+
+    #[test]
+    fn trade_summary_shape() {
+        let f = Frame::new(
+            Venue::Binance,
+            instrument_id(Venue::Binance, "BTCUSDT"),
+            0,
+            0,
+            Body::TradeSummary(Box::new(TradeSummary {
+                count: 3,
+                volume: 30_000_000,
+                vwap: 61_837_630_000_000,
+                high: 61_837_640_000_000,
+                low: 61_837_620_000_000,
+                last: Trade {
+                    price: 61_837_640_000_000,
+                    qty: 10_000_000,
+                    side: Side::Buy,
+                    trade_id: TradeId::Num(9),
+                },
+            })),
+        )
+        .with_flags(flags::CONFLATED);
+        let v = json(&f, Some(&btc()));
+        assert_eq!(v["type"], "trade_summary");
+        assert_eq!(v["count"], 3);
+        assert_eq!(v["volume"], "0.03000000");
+        assert_eq!(v["high"], "61837.64000000");
+        assert_eq!(v["last"]["price"], "61837.64000000");
+        assert_eq!(v["last"]["trade_id"], "9");
+        assert_eq!(v["flags"], serde_json::json!(["conflated"]));
     }
 
     #[test]

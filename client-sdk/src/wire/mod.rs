@@ -19,8 +19,9 @@ pub mod json;
 pub use codec::{Batch, BatchWriter, Encoder, WireError, access, encode, to_owned};
 pub use fixed::{DecimalError, Parsed, SCALE, decimal_string, parse_decimal, write_decimal};
 pub use frame::{
-    ArchivedBody, ArchivedFrame, Body, BookDelta, BookSide, BookSnapshot, Definition, Frame, Kind,
-    Level, Quote, Side, Status, StatusCode, Trade, TradeId, flags,
+    ArchivedBody, ArchivedFrame, ArchivedTrade, ArchivedTradeId, Body, BookDelta, BookSide,
+    BookSnapshot, Definition, Frame, Kind, Level, Quote, Side, Status, StatusCode, Trade, TradeId,
+    TradeSummary, flags,
 };
 pub use ids::{Channel, UnknownVenue, Venue, instrument_id};
 pub use instruments::{InstrumentInfo, Instruments};

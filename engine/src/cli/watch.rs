@@ -100,6 +100,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
                         }
                     }
                 }
+                Some(Ok(_)) => {}
             },
             _ = redraw.tick() => {
                 let secs = last_draw.elapsed().as_secs_f64();
