@@ -7,6 +7,7 @@
 //! - [`ingest`]: per-connection queues from feed drivers to the sequencer.
 //! - [`sequencer`]: assigns per-stream `seq`, stamps `ts_publish`, encodes once, publishes.
 //! - [`ring`]: the broadcast ring (one writer, a cursor per reader).
+//! - [`lvc`]: the last-value cache (latest quote, book, trade totals, status per instrument).
 //! - [`registry`]: the instruments this server serves.
 //! - [`gateway`]: the WebSocket server and per-client sessions.
 //! - [`server`]: assembles all of it from a configuration.
@@ -14,6 +15,7 @@
 pub mod cli;
 pub mod gateway;
 pub mod ingest;
+pub mod lvc;
 pub mod registry;
 pub mod ring;
 pub mod sequencer;

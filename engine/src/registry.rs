@@ -56,6 +56,14 @@ impl Registry {
         g.configured.contains_key(&id)
     }
 
+    /// Every served instrument, sorted.
+    pub fn served_instruments(&self) -> Vec<(Venue, String)> {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<(Venue, String)> = g.configured.values().cloned().collect();
+        v.sort();
+        v
+    }
+
     /// Every served instrument as `venue:SYMBOL`, sorted.
     pub fn served(&self) -> Vec<String> {
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());

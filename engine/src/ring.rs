@@ -11,8 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crossbeam::epoch::{self, Atomic, Guard, Owned};
-use tickwire_sdk::wire::{Channel, InstrumentInfo, Kind};
+use tickwire_sdk::wire::{Channel, Frame, InstrumentInfo, Kind};
 use tokio::sync::Notify;
+
+use crate::lvc::TradeTotals;
 
 /// One published frame, shared by every reader.
 #[derive(Debug)]
@@ -25,6 +27,12 @@ pub struct Entry {
     pub channel: Channel,
     /// Kind of the frame.
     pub kind: Kind,
+    /// The frame's `seq` in its stream.
+    pub seq: u64,
+    /// The frame's flags.
+    pub flags: u8,
+    /// Trades: the instrument's running trade totals including this one.
+    pub totals: Option<TradeTotals>,
     /// The frame's rkyv bytes, encoded once.
     pub bytes: Box<[u8]>,
     /// The instrument's definition, for the JSON rendering.
@@ -34,30 +42,39 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// An entry for encoded frame `bytes`; `pos` is set by the ring on publish.
+    /// An entry for `frame`, encoded as `bytes`; `pos` is set by the ring on publish.
     pub fn new(
-        instrument: u32,
-        kind: Kind,
+        frame: &Frame,
         bytes: Box<[u8]>,
         info: Option<Arc<InstrumentInfo>>,
+        totals: Option<TradeTotals>,
     ) -> Entry {
+        let kind = frame.kind();
         Entry {
             pos: 0,
-            instrument,
+            instrument: frame.instrument,
             channel: kind.channel(),
             kind,
+            seq: frame.seq,
+            flags: frame.flags,
+            totals,
             bytes,
             info,
             json: OnceLock::new(),
         }
     }
 
+    /// The frame, zero-copy.
+    pub fn frame(&self) -> &tickwire_sdk::wire::ArchivedFrame {
+        // SAFETY: `bytes` was produced by the engine's own encoder (`Sequencer`), and
+        // entries are immutable once published.
+        unsafe { tickwire_sdk::wire::codec::access_trusted(&self.bytes) }
+    }
+
     /// The JSON text of this frame, rendered at most once.
     pub fn json(&self) -> &tokio_tungstenite::tungstenite::Utf8Bytes {
         self.json.get_or_init(|| {
-            // SAFETY: `bytes` was produced by the engine's own encoder (`Sequencer`), and
-            // entries are immutable once published.
-            let frame = unsafe { tickwire_sdk::wire::codec::access_trusted(&self.bytes) };
+            let frame = self.frame();
             let mut out = Vec::with_capacity(self.bytes.len() * 2);
             tickwire_sdk::wire::json::render(
                 frame,
@@ -271,15 +288,11 @@ pub fn pin() -> Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tickwire_sdk::wire::Kind;
+    use tickwire_sdk::wire::{Body, Venue};
 
     fn entry(i: u64) -> Entry {
-        Entry::new(
-            i as u32,
-            Kind::Trade,
-            i.to_le_bytes().to_vec().into_boxed_slice(),
-            None,
-        )
+        let f = Frame::new(Venue::Binance, i as u32, 0, 0, Body::Heartbeat);
+        Entry::new(&f, i.to_le_bytes().to_vec().into_boxed_slice(), None, None)
     }
 
     fn value(e: &Entry) -> u64 {

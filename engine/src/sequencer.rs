@@ -17,6 +17,7 @@ use tickwire_feed::clock::now_ns;
 use tickwire_sdk::wire::{Body, Channel, Encoder, Frame, InstrumentInfo, Venue};
 
 use crate::ingest::IngestRing;
+use crate::lvc::{self, Lvc, Slot};
 use crate::registry::Registry;
 use crate::ring::{Entry, Ring, RingWriter, pin};
 
@@ -63,6 +64,7 @@ pub struct SequencerHandle {
     new_inputs: Sender<Arc<IngestRing>>,
     inputs: Vec<Arc<IngestRing>>,
     ring: Ring,
+    lvc: Arc<Lvc>,
     /// Counters.
     pub stats: Arc<SequencerStats>,
 }
@@ -107,6 +109,11 @@ impl SequencerHandle {
         self.ring.clone()
     }
 
+    /// The last-value cache the sequencer keeps.
+    pub fn lvc(&self) -> Arc<Lvc> {
+        self.lvc.clone()
+    }
+
     /// Stops the thread after it has drained what is queued.
     pub fn stop(mut self) {
         self.shutdown();
@@ -135,13 +142,15 @@ pub fn start(ring_capacity: usize, registry: Arc<Registry>) -> SequencerHandle {
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(SequencerStats::default());
     let (new_inputs, inputs_rx) = crossbeam::channel::unbounded();
+    let lvc = Arc::new(Lvc::new());
     let mut seq = Sequencer {
         inputs: Vec::new(),
         inputs_rx,
         writer,
         seqs: StreamSeqs::default(),
-        infos: HashMap::new(),
+        instruments: HashMap::new(),
         registry,
+        lvc: lvc.clone(),
         encoder: Encoder::new(),
         stats: stats.clone(),
     };
@@ -157,6 +166,7 @@ pub fn start(ring_capacity: usize, registry: Arc<Registry>) -> SequencerHandle {
         new_inputs,
         inputs: Vec::new(),
         ring,
+        lvc,
         stats,
     }
 }
@@ -166,8 +176,10 @@ struct Sequencer {
     inputs_rx: Receiver<Arc<IngestRing>>,
     writer: RingWriter,
     seqs: StreamSeqs,
-    infos: HashMap<u32, Arc<InstrumentInfo>>,
+    /// Per instrument: its definition (once seen) and its cache slot.
+    instruments: HashMap<u32, (Option<Arc<InstrumentInfo>>, Slot)>,
     registry: Arc<Registry>,
+    lvc: Arc<Lvc>,
     encoder: Encoder,
     stats: Arc<SequencerStats>,
 }
@@ -228,23 +240,34 @@ impl Sequencer {
     fn publish(&mut self, mut frame: Frame, guard: &crossbeam::epoch::Guard) {
         self.seqs.assign(&mut frame);
         frame.ts_publish = now_ns();
+        let lvc = &self.lvc;
+        let (info, slot) = self
+            .instruments
+            .entry(frame.instrument)
+            .or_insert_with(|| (None, lvc.slot(frame.instrument)));
         if let Body::Definition(d) = &frame.body
             && let Some(venue) = Venue::from_id(frame.venue)
         {
-            let info = self.registry.define(InstrumentInfo {
+            let defined = self.registry.define(InstrumentInfo {
                 id: frame.instrument,
                 venue,
                 symbol: d.symbol.clone(),
                 price_decimals: d.price_decimals,
                 qty_decimals: d.qty_decimals,
             });
-            self.infos.insert(frame.instrument, info);
+            lvc::lock(slot).info = Some(defined.clone());
+            *info = Some(defined);
         }
-        let info = self.infos.get(&frame.instrument).cloned();
+        // The cache first, then the ring: a session that reads a state tagged seq S finds
+        // every later frame of the stream after its cursor.
+        let totals = {
+            let mut state = lvc::lock(slot);
+            state.apply(&frame);
+            matches!(frame.body, Body::Trade(_)).then_some(state.totals)
+        };
+        let info = info.clone();
         let bytes: Box<[u8]> = self.encoder.encode(&frame).into();
-        self.writer.publish(
-            Entry::new(frame.instrument, frame.kind(), bytes, info),
-            guard,
-        );
+        self.writer
+            .publish(Entry::new(&frame, bytes, info, totals), guard);
     }
 }

@@ -103,6 +103,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         listener,
         sequencer.ring(),
         registry.clone(),
+        sequencer.lvc(),
         config.gateway.clone(),
         gateway_stats.clone(),
         gateway_rx,

@@ -1,9 +1,11 @@
 //! The gateway: the WebSocket server clients connect to (`ws://HOST:PORT/ws`).
 //!
 //! - [`protocol`]: control messages (sans-IO).
-//! - [`subscriptions`]: a client's subscription set.
-//! - [`session`]: one client: its ring cursor, batching and writes.
+//! - [`subscriptions`]: a client's subscriptions and per-stream delivery state.
+//! - [`delivery`]: what a client is sent and when (policies, conflation, snapshots; sans-IO).
+//! - [`session`]: one client's task: its ring cursor and its writes.
 
+pub mod delivery;
 pub mod protocol;
 pub mod session;
 pub mod subscriptions;
@@ -73,6 +75,16 @@ pub struct GatewayStats {
     pub refused: AtomicU64,
     /// Clients closed for being too slow.
     pub slow_closed: AtomicU64,
+    /// Updates folded (not sent one by one) for clients that could not keep up, summed over
+    /// ended sessions.
+    pub folded: AtomicU64,
+    /// Conflated frames sent, summed over ended sessions.
+    pub conflated: AtomicU64,
+    /// Ring entries lost to lapped (conflating) sessions.
+    pub lapped: AtomicU64,
+    /// Most bytes any session held queued while its client's socket was busy (control
+    /// frames only: data is folded or left in the ring). Bounded by `MAX_HELD_BYTES`.
+    pub max_held_bytes: AtomicU64,
     /// Frames delivered to clients (one per client per frame).
     pub frames_sent: AtomicU64,
     /// WebSocket messages written.
@@ -83,6 +95,7 @@ pub struct GatewayStats {
 pub(crate) struct GatewayCtx {
     pub ring: Ring,
     pub registry: Arc<Registry>,
+    pub lvc: Arc<crate::lvc::Lvc>,
     pub config: GatewayConfig,
     pub stats: Arc<GatewayStats>,
     /// Fires when the server shuts down: sessions deliver what is in the ring, then close 1001.
@@ -91,10 +104,12 @@ pub(crate) struct GatewayCtx {
 
 /// Serves clients on `listener` until `shutdown` fires; then every session sends what is
 /// left in the ring for it and closes with 1001 (going away).
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,
     ring: Ring,
     registry: Arc<Registry>,
+    lvc: Arc<crate::lvc::Lvc>,
     config: GatewayConfig,
     stats: Arc<GatewayStats>,
     mut shutdown: watch::Receiver<bool>,
@@ -102,6 +117,7 @@ pub async fn serve(
     let ctx = Arc::new(GatewayCtx {
         ring,
         registry,
+        lvc,
         config,
         stats,
         shutdown: shutdown.clone(),

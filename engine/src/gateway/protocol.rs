@@ -2,8 +2,12 @@
 //! rendering replies.
 //!
 //! ```text
-//! -> {"op":"subscribe","id":1,"symbols":["binance:BTCUSDT"],"channels":["trades","quotes","book"],"encoding":"json"}
-//! <- {"type":"subscribed","id":1,"symbols":["binance:BTCUSDT"],"channels":["trades","quotes","book"],"encoding":"json"}
+//! -> {"op":"subscribe","id":1,"symbols":["binance:BTCUSDT","okx:*"],"channels":["trades","quotes","book"],
+//!     "encoding":"json","policy":"conflate","depth":20,"snapshot":true}
+//! <- {"type":"subscribed","id":1,"symbols":["binance:BTCUSDT","okx:*"],"channels":["trades","quotes","book"],
+//!     "encoding":"json","policy":"conflate","depth":20}
+//! -> {"op":"snapshot","id":4,"symbols":["binance:BTCUSDT"],"channels":["book"]}
+//! <- {"type":"snapshot","id":4}
 //! -> {"op":"unsubscribe","id":2,"symbols":["binance:BTCUSDT"]}
 //! <- {"type":"unsubscribed","id":2,"symbols":["binance:BTCUSDT"],"channels":["trades","quotes","book"]}
 //! -> {"op":"list","id":5}
@@ -35,6 +39,98 @@ impl Encoding {
     }
 }
 
+/// How a subscription is delivered when the client cannot keep up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Every frame; a client that falls a whole ring behind is closed (4001).
+    Lossless,
+    /// Every frame while the client keeps up; when it does not, the latest state per stream
+    /// (flagged `conflated`), trades folded into a summary.
+    Conflate,
+    /// At most one update per stream per interval (the latest state, trades folded).
+    Interval(std::time::Duration),
+}
+
+impl Policy {
+    /// The name used in requests and replies.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Lossless => "lossless",
+            Policy::Conflate => "conflate",
+            Policy::Interval(_) => "interval",
+        }
+    }
+}
+
+/// Options of a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubOptions {
+    /// Delivery policy.
+    pub policy: Policy,
+    /// Levels per side in book snapshots; `usize::MAX` (the default): the whole book.
+    pub depth: usize,
+    /// Send the current state first (book snapshot, latest quote, status).
+    pub snapshot: bool,
+}
+
+impl Default for SubOptions {
+    fn default() -> Self {
+        SubOptions {
+            policy: Policy::Conflate,
+            depth: DEFAULT_DEPTH,
+            snapshot: true,
+        }
+    }
+}
+
+/// Book snapshot levels per side when the request does not say: the whole book. (Deltas
+/// are always whole-book: a client given only the top N levels cannot tell which level moves
+/// into its top N when one of them goes, so a smaller depth suits a picture, not a book.)
+pub const DEFAULT_DEPTH: usize = usize::MAX;
+/// Most book snapshot levels per side a request may ask for.
+pub const MAX_DEPTH: usize = 5_000;
+/// Shortest and longest `interval_ms`.
+pub const INTERVAL_MS: (u64, u64) = (10, 60_000);
+
+/// What a subscription names: one instrument, or a pattern (`binance:*`, `*:BTCUSDT`, `*`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SymbolSpec {
+    /// One instrument.
+    Exact(Symbol),
+    /// Every instrument of a venue and/or with a symbol (`None` = any), now and later.
+    Pattern {
+        /// The venue, or any.
+        venue: Option<Venue>,
+        /// The symbol (upper case), or any.
+        symbol: Option<String>,
+    },
+}
+
+impl SymbolSpec {
+    /// As written in requests: `venue:SYMBOL`, `venue:*`, `*:SYMBOL`, `*`.
+    pub fn text(&self) -> String {
+        match self {
+            SymbolSpec::Exact(s) => s.qualified(),
+            SymbolSpec::Pattern { venue, symbol } => format!(
+                "{}:{}",
+                venue.map_or("*", |v| v.name()),
+                symbol.as_deref().unwrap_or("*")
+            ),
+        }
+    }
+
+    /// True if the pattern (or exact symbol) covers `venue:symbol`.
+    pub fn matches(&self, venue: Venue, symbol: &str) -> bool {
+        match self {
+            SymbolSpec::Exact(s) => s.venue == venue && s.symbol == symbol,
+            SymbolSpec::Pattern {
+                venue: v,
+                symbol: s,
+            } => v.is_none_or(|v| v == venue) && s.as_deref().is_none_or(|s| s == symbol),
+        }
+    }
+}
+
 /// A parsed `venue:SYMBOL`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Symbol {
@@ -58,19 +154,30 @@ pub enum Request {
     Subscribe {
         /// Echoed in the reply.
         id: Option<Value>,
-        /// Instruments.
-        symbols: Vec<Symbol>,
+        /// Instruments and patterns.
+        symbols: Vec<SymbolSpec>,
         /// Channels (all three if the request names none).
         channels: Vec<Channel>,
         /// Data encoding for this connection, if the request sets it.
         encoding: Option<Encoding>,
+        /// Policy, depth, snapshot.
+        options: SubOptions,
     },
     /// Stop receiving `channels` (all if none named) of `symbols`.
     Unsubscribe {
         /// Echoed in the reply.
         id: Option<Value>,
+        /// Instruments and patterns.
+        symbols: Vec<SymbolSpec>,
+        /// Channels.
+        channels: Vec<Channel>,
+    },
+    /// Send the current state of subscribed streams again (after a hole).
+    Snapshot {
+        /// Echoed in the reply.
+        id: Option<Value>,
         /// Instruments.
-        symbols: Vec<Symbol>,
+        symbols: Vec<SymbolSpec>,
         /// Channels.
         channels: Vec<Channel>,
     },
@@ -136,7 +243,7 @@ pub fn parse(text: &str) -> Result<Request, RequestError> {
         RequestError::new(
             &id,
             "bad_request",
-            "missing \"op\": one of subscribe, unsubscribe, list, ping",
+            "missing \"op\": one of subscribe, unsubscribe, snapshot, list, ping",
         )
     })?;
     match op {
@@ -155,14 +262,21 @@ pub fn parse(text: &str) -> Result<Request, RequestError> {
                     ));
                 }
             };
+            let options = options(obj, &id)?;
             Ok(Request::Subscribe {
                 id,
                 symbols,
                 channels,
                 encoding,
+                options,
             })
         }
         "unsubscribe" => Ok(Request::Unsubscribe {
+            symbols: symbols(obj.get("symbols"), &id)?,
+            channels: channels(obj.get("channels"), &id)?,
+            id,
+        }),
+        "snapshot" => Ok(Request::Snapshot {
             symbols: symbols(obj.get("symbols"), &id)?,
             channels: channels(obj.get("channels"), &id)?,
             id,
@@ -172,12 +286,79 @@ pub fn parse(text: &str) -> Result<Request, RequestError> {
         other => Err(RequestError::new(
             &id,
             "unknown_op",
-            format!("unknown op {other:?}; ops are subscribe, unsubscribe, list, ping"),
+            format!("unknown op {other:?}; ops are subscribe, unsubscribe, snapshot, list, ping"),
         )),
     }
 }
 
-fn symbols(v: Option<&Value>, id: &Option<Value>) -> Result<Vec<Symbol>, RequestError> {
+fn options(
+    obj: &serde_json::Map<String, Value>,
+    id: &Option<Value>,
+) -> Result<SubOptions, RequestError> {
+    let mut o = SubOptions::default();
+    match obj.get("policy") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(p)) if p == "lossless" => o.policy = Policy::Lossless,
+        Some(Value::String(p)) if p == "conflate" => o.policy = Policy::Conflate,
+        Some(Value::String(p)) if p == "interval" => {
+            let ms = obj
+                .get("interval_ms")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| {
+                    RequestError::new(
+                        id,
+                        "bad_request",
+                        "policy \"interval\" needs \"interval_ms\": a number of milliseconds",
+                    )
+                })?;
+            if !(INTERVAL_MS.0..=INTERVAL_MS.1).contains(&ms) {
+                return Err(RequestError::new(
+                    id,
+                    "bad_request",
+                    format!(
+                        "interval_ms {ms} is out of range: {}..={}",
+                        INTERVAL_MS.0, INTERVAL_MS.1
+                    ),
+                ));
+            }
+            o.policy = Policy::Interval(std::time::Duration::from_millis(ms));
+        }
+        Some(other) => {
+            return Err(RequestError::new(
+                id,
+                "bad_policy",
+                format!("policy {other} is not one of \"lossless\", \"conflate\", \"interval\""),
+            ));
+        }
+    }
+    match obj.get("depth") {
+        None | Some(Value::Null) => {}
+        Some(d) => match d.as_u64() {
+            Some(n) if (1..=MAX_DEPTH as u64).contains(&n) => o.depth = n as usize,
+            _ => {
+                return Err(RequestError::new(
+                    id,
+                    "bad_request",
+                    format!("depth {d} must be a number of levels from 1 to {MAX_DEPTH}"),
+                ));
+            }
+        },
+    }
+    match obj.get("snapshot") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(b)) => o.snapshot = *b,
+        Some(other) => {
+            return Err(RequestError::new(
+                id,
+                "bad_request",
+                format!("snapshot {other} must be true or false"),
+            ));
+        }
+    }
+    Ok(o)
+}
+
+fn symbols(v: Option<&Value>, id: &Option<Value>) -> Result<Vec<SymbolSpec>, RequestError> {
     let arr = v.and_then(Value::as_array).ok_or_else(|| {
         RequestError::new(
             id,
@@ -193,9 +374,36 @@ fn symbols(v: Option<&Value>, id: &Option<Value>) -> Result<Vec<Symbol>, Request
             let s = s.as_str().ok_or_else(|| {
                 RequestError::new(id, "bad_symbol", format!("symbol {s} is not a string"))
             })?;
-            parse_symbol(s).map_err(|(code, m)| RequestError::new(id, code, m))
+            parse_spec(s).map_err(|(code, m)| RequestError::new(id, code, m))
         })
         .collect()
+}
+
+/// Parses `venue:SYMBOL`, or a pattern: `venue:*`, `*:SYMBOL`, `*` (or `*:*`).
+pub fn parse_spec(s: &str) -> Result<SymbolSpec, (&'static str, String)> {
+    if s == "*" || s == "*:*" {
+        return Ok(SymbolSpec::Pattern {
+            venue: None,
+            symbol: None,
+        });
+    }
+    if let Some(venue) = s.strip_suffix(":*") {
+        let venue: Venue = venue
+            .parse()
+            .map_err(|e: tickwire_sdk::wire::UnknownVenue| ("unknown_venue", e.to_string()))?;
+        return Ok(SymbolSpec::Pattern {
+            venue: Some(venue),
+            symbol: None,
+        });
+    }
+    if let Some(symbol) = s.strip_prefix("*:") {
+        let Symbol { symbol, .. } = parse_symbol(&format!("binance:{symbol}"))?;
+        return Ok(SymbolSpec::Pattern {
+            venue: None,
+            symbol: Some(symbol),
+        });
+    }
+    parse_symbol(s).map(SymbolSpec::Exact)
 }
 
 /// Parses `venue:SYMBOL` (symbol upper-cased).
@@ -258,22 +466,32 @@ fn channels(v: Option<&Value>, id: &Option<Value>) -> Result<Vec<Channel>, Reque
     Ok(out)
 }
 
-/// The `subscribed` / `unsubscribed` reply.
+/// The `subscribed` / `unsubscribed` / `snapshot` reply.
 pub fn ack(
     kind: &str,
     id: &Option<Value>,
-    symbols: &[Symbol],
+    symbols: &[SymbolSpec],
     channels: &[Channel],
     encoding: Encoding,
+    options: Option<&SubOptions>,
 ) -> String {
-    json!({
+    let mut v = json!({
         "type": kind,
         "id": id,
-        "symbols": symbols.iter().map(Symbol::qualified).collect::<Vec<_>>(),
+        "symbols": symbols.iter().map(SymbolSpec::text).collect::<Vec<_>>(),
         "channels": channels.iter().map(|c| c.name()).collect::<Vec<_>>(),
         "encoding": encoding.name(),
-    })
-    .to_string()
+    });
+    if let Some(o) = options {
+        v["policy"] = json!(o.policy.name());
+        if let Policy::Interval(d) = o.policy {
+            v["interval_ms"] = json!(d.as_millis() as u64);
+        }
+        if o.depth != usize::MAX {
+            v["depth"] = json!(o.depth);
+        }
+    }
+    v.to_string()
 }
 
 /// The `instruments` reply: every `venue:SYMBOL` served.
@@ -298,12 +516,14 @@ mod tests {
             symbols,
             channels,
             encoding,
+            options,
         } = r
         else {
             panic!()
         };
         assert_eq!(id, Some(json!(1)));
-        assert_eq!(symbols[0].qualified(), "binance:BTCUSDT");
+        assert_eq!(symbols[0].text(), "binance:BTCUSDT");
+        assert_eq!(options, SubOptions::default());
         assert_eq!(
             channels,
             vec![Channel::Trades, Channel::Quotes, Channel::Book]
@@ -315,6 +535,28 @@ mod tests {
         ));
         let r = parse(r#"{"op":"unsubscribe","symbols":["binance:BTCUSDT"]}"#).unwrap();
         assert!(matches!(r, Request::Unsubscribe { channels, .. } if channels.len() == 3));
+        let r = parse(r#"{"op":"subscribe","symbols":["binance:*","*:ethusdt","*"],"policy":"interval","interval_ms":250,"depth":5,"snapshot":false}"#).unwrap();
+        let Request::Subscribe {
+            symbols, options, ..
+        } = r
+        else {
+            panic!()
+        };
+        let texts: Vec<String> = symbols.iter().map(SymbolSpec::text).collect();
+        assert_eq!(texts, ["binance:*", "*:ETHUSDT", "*:*"]);
+        assert!(symbols[0].matches(Venue::Binance, "BTCUSDT"));
+        assert!(!symbols[0].matches(Venue::Okx, "BTCUSDT"));
+        assert!(symbols[1].matches(Venue::Okx, "ETHUSDT"));
+        assert!(symbols[2].matches(Venue::Kraken, "XBT/USD"));
+        assert_eq!(
+            options.policy,
+            Policy::Interval(std::time::Duration::from_millis(250))
+        );
+        assert_eq!((options.depth, options.snapshot), (5, false));
+        assert!(matches!(
+            parse(r#"{"op":"snapshot","id":3,"symbols":["binance:BTCUSDT"],"channels":["book"]}"#),
+            Ok(Request::Snapshot { .. })
+        ));
     }
 
     #[test]
@@ -342,6 +584,30 @@ mod tests {
             (
                 r#"{"op":"subscribe","id":1,"symbols":["binance:BTCUSDT"],"encoding":"xml"}"#,
                 "bad_encoding",
+            ),
+            (
+                r#"{"op":"subscribe","id":1,"symbols":["binance:X"],"policy":"fast"}"#,
+                "bad_policy",
+            ),
+            (
+                r#"{"op":"subscribe","id":1,"symbols":["binance:X"],"policy":"interval"}"#,
+                "bad_request",
+            ),
+            (
+                r#"{"op":"subscribe","id":1,"symbols":["binance:X"],"policy":"interval","interval_ms":1}"#,
+                "bad_request",
+            ),
+            (
+                r#"{"op":"subscribe","id":1,"symbols":["binance:X"],"depth":0}"#,
+                "bad_request",
+            ),
+            (
+                r#"{"op":"subscribe","id":1,"symbols":["binance:X"],"snapshot":"yes"}"#,
+                "bad_request",
+            ),
+            (
+                r#"{"op":"subscribe","id":1,"symbols":["nyse:*"]}"#,
+                "unknown_venue",
             ),
         ];
         for (text, code) in cases {

@@ -1,11 +1,14 @@
-//! One client connection: control messages in, frames out from its own ring cursor.
+//! One client connection: the tokio shell around [`super::delivery::Delivery`].
 //!
-//! The session task reads the broadcast ring at its own pace, keeps the frames its
-//! subscriptions want, and writes them in batches: binary clients get one WebSocket message
-//! per batch (a `wire` batch of rkyv frames), JSON clients one text message per frame; either
-//! way one flush per batch. A client that stops reading only stalls its own task: the ring
-//! writer never waits, and when the client falls a whole ring behind it is closed with
-//! [`CLOSE_SLOW_CONSUMER`] and a reason saying how far behind it was.
+//! The session task reads the broadcast ring at its own pace with its own cursor and writes
+//! what delivery queues in batches: binary clients get one WebSocket message per batch (a
+//! `wire` batch of rkyv frames), JSON clients one text message per frame; either way one flush
+//! per batch. The flush is never awaited blindly: while the client's socket has not taken the
+//! last batch, the session keeps reading the ring and delivery folds (conflate, interval) or,
+//! for a lossless client, the session stops reading; a lossless client that falls a whole
+//! ring behind is closed with [`CLOSE_SLOW_CONSUMER`] and how far behind it was. A socket
+//! that takes nothing for the write timeout is dropped. Nothing a client does slows the ring
+//! writer or another client.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
@@ -23,11 +26,10 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tracing::{debug, info};
 
 use tickwire_feed::clock::now_ns;
-use tickwire_sdk::wire::{BatchWriter, Body, Encoder, Frame, JsonOptions, instrument_id, json};
+use tickwire_sdk::wire::{Body, Frame};
 
 use super::GatewayCtx;
-use super::protocol::{self, Encoding, Request, RequestError};
-use super::subscriptions::Subscriptions;
+use super::delivery::{Delivery, MAX_HELD_BYTES};
 use crate::ring::{Cursor, Read, pin};
 
 /// Close code sent to a client that fell too far behind (application range 4000-4999).
@@ -62,12 +64,8 @@ pub(crate) async fn run(ws: WebSocketStream<TcpStream>, peer: SocketAddr, ctx: A
     let mut session = Session {
         peer,
         cursor: ctx.ring.cursor_at_head(),
-        subs: Subscriptions::new(),
-        encoding: Encoding::Json,
-        batch: BatchWriter::with_capacity(64 << 10),
-        texts: Vec::new(),
-        encoder: Encoder::new(),
-        scratch: Vec::new(),
+        delivery: Delivery::new(ctx.lvc.clone(), ctx.registry.clone()),
+        busy_since: None,
         last_send: Instant::now(),
         last_heard: Instant::now(),
         sink,
@@ -75,8 +73,12 @@ pub(crate) async fn run(ws: WebSocketStream<TcpStream>, peer: SocketAddr, ctx: A
     };
     let end = session.run(in_rx).await;
     reader.abort();
-    session.ctx.stats.active.fetch_sub(1, Ordering::Relaxed);
-    debug!(%peer, ?end, "client session ended");
+    let stats = session.delivery.stats;
+    let g = &session.ctx.stats;
+    g.active.fetch_sub(1, Ordering::Relaxed);
+    g.folded.fetch_add(stats.folded, Ordering::Relaxed);
+    g.conflated.fetch_add(stats.conflated, Ordering::Relaxed);
+    debug!(%peer, ?end, ?stats, "client session ended");
 }
 
 async fn read_loop(
@@ -125,17 +127,24 @@ enum End {
     Gone,
 }
 
+/// What woke the session up.
+enum Wake {
+    Ring,
+    Shutdown,
+    Incoming(Option<Incoming>),
+    Flushed(Result<(), WsError>),
+    Tick,
+    Due,
+}
+
 struct Session {
     peer: SocketAddr,
     ctx: Arc<GatewayCtx>,
     sink: WsSink,
     cursor: Cursor,
-    subs: Subscriptions,
-    encoding: Encoding,
-    batch: BatchWriter,
-    texts: Vec<Utf8Bytes>,
-    encoder: Encoder,
-    scratch: Vec<u8>,
+    delivery: Delivery,
+    /// When the write still outstanding started (the socket has not taken it yet).
+    busy_since: Option<Instant>,
     last_send: Instant,
     last_heard: Instant,
 }
@@ -155,25 +164,87 @@ impl Session {
                     return end;
                 }
             }
-            match self.pump().await {
-                Ok(0) => {}
-                Ok(_) => continue,
-                Err(end) => return end,
+            if self.busy_since.is_some() {
+                match self.sink.flush().now_or_never() {
+                    Some(Ok(())) => self.busy_since = None,
+                    Some(Err(e)) => {
+                        debug!(peer = %self.peer, error = %e, "write failed");
+                        return End::Gone;
+                    }
+                    None => {}
+                }
             }
+            if let Some(since) = self.busy_since
+                && since.elapsed() > self.ctx.config.write_timeout
+            {
+                self.ctx.stats.slow_closed.fetch_add(1, Ordering::Relaxed);
+                info!(peer = %self.peer, timeout = ?self.ctx.config.write_timeout, "client socket not writable; dropping it (slow consumer)");
+                return End::SlowConsumer;
+            }
+            let busy = self.busy_since.is_some();
+            let read = match self.read_ring(busy).await {
+                Ok(n) => n,
+                Err(end) => return end,
+            };
+            let mut wrote = false;
+            if busy {
+                self.ctx
+                    .stats
+                    .max_held_bytes
+                    .fetch_max(self.delivery.queued_bytes() as u64, Ordering::Relaxed);
+            }
+            if !busy {
+                self.delivery.emit_due(Instant::now());
+                if self.delivery.has_output() {
+                    if let Err(end) = self.write_out() {
+                        return end;
+                    }
+                    wrote = true;
+                }
+            } else if self.delivery.queued_bytes() > MAX_HELD_BYTES {
+                self.ctx.stats.slow_closed.fetch_add(1, Ordering::Relaxed);
+                info!(peer = %self.peer, "client not reading while control frames pile up; dropping it (slow consumer)");
+                return End::SlowConsumer;
+            }
+            if read > 0 || wrote {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            // Nothing to do: wait for the ring, the client, the socket or a timer.
+            let busy = self.busy_since.is_some();
+            let read_ring = !(busy && self.delivery.subs.is_lossless());
             let notified = ring.notify().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if ring.head() > self.cursor.position() {
+            if read_ring && ring.head() > self.cursor.position() {
                 continue;
             }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = shutdown.changed() => {}
-                m = incoming.recv() => match m {
-                    Some(m) => if let Some(end) = self.on_incoming(m).await { return end },
-                    None => return End::Gone,
-                },
-                _ = tick.tick() => {
+            let due = self.delivery.interval_wait(Instant::now());
+            let wake = {
+                let sink = &mut self.sink;
+                tokio::select! {
+                    _ = &mut notified, if read_ring => Wake::Ring,
+                    _ = shutdown.changed() => Wake::Shutdown,
+                    m = incoming.recv() => Wake::Incoming(m),
+                    r = std::future::poll_fn(|cx| sink.poll_flush_unpin(cx)), if busy => Wake::Flushed(r),
+                    _ = tick.tick() => Wake::Tick,
+                    _ = tokio::time::sleep(due.unwrap_or_default()), if due.is_some() => Wake::Due,
+                }
+            };
+            match wake {
+                Wake::Ring | Wake::Shutdown | Wake::Due => {}
+                Wake::Incoming(None) => return End::Gone,
+                Wake::Incoming(Some(m)) => {
+                    if let Some(end) = self.on_incoming(m).await {
+                        return end;
+                    }
+                }
+                Wake::Flushed(Ok(())) => self.busy_since = None,
+                Wake::Flushed(Err(e)) => {
+                    debug!(peer = %self.peer, error = %e, "write failed");
+                    return End::Gone;
+                }
+                Wake::Tick => {
                     if let Some(end) = self.on_tick().await {
                         return end;
                     }
@@ -182,36 +253,45 @@ impl Session {
         }
     }
 
-    /// Moves what the subscriptions want from the ring to the socket, one batch.
-    /// Returns frames sent.
-    async fn pump(&mut self) -> Result<usize, End> {
+    /// Reads what the ring has for this client (up to a batch), unless it is lossless and its
+    /// socket is busy. Returns entries read.
+    async fn read_ring(&mut self, busy: bool) -> Result<usize, End> {
+        let lossless = self.delivery.subs.is_lossless();
+        if busy && lossless {
+            let behind = self.ctx.ring.head().saturating_sub(self.cursor.position());
+            if behind > self.ctx.ring.capacity() {
+                return Err(self.slow_consumer(behind - self.ctx.ring.capacity()).await);
+            }
+            return Ok(0);
+        }
         let max_frames = self.ctx.config.max_batch_frames;
         let max_bytes = self.ctx.config.max_batch_bytes;
-        let mut frames = 0;
-        let mut bytes = 0;
+        let mut read = 0;
         let mut lapped = None;
         {
             let guard = pin();
+            let now = Instant::now();
             for _ in 0..SCAN_LIMIT {
                 match self.ctx.ring.read(&mut self.cursor, &guard) {
                     Read::Entry(e) => {
-                        if !self.subs.wants(e.instrument, e.channel) {
-                            continue;
-                        }
-                        match self.encoding {
-                            Encoding::Binary => self.batch.push(&e.bytes),
-                            Encoding::Json => self.texts.push(e.json().clone()),
-                        }
-                        frames += 1;
-                        bytes += e.bytes.len();
-                        if frames >= max_frames || bytes >= max_bytes {
+                        read += 1;
+                        self.delivery.on_entry(e, busy, now);
+                        if !busy
+                            && (self.delivery.queued() >= max_frames
+                                || self.delivery.queued_bytes() >= max_bytes)
+                        {
                             break;
                         }
                     }
                     Read::Empty => break,
                     Read::Lapped { missed } => {
-                        lapped = Some(missed);
-                        break;
+                        if lossless {
+                            lapped = Some(missed);
+                            break;
+                        }
+                        let skipped = self.ctx.ring.skip_to_oldest(&mut self.cursor);
+                        self.delivery.lapped(skipped);
+                        self.ctx.stats.lapped.fetch_add(skipped, Ordering::Relaxed);
                     }
                 }
             }
@@ -219,60 +299,84 @@ impl Session {
         if let Some(missed) = lapped {
             return Err(self.slow_consumer(missed).await);
         }
-        if frames == 0 {
-            return Ok(0);
+        Ok(read)
+    }
+
+    /// Feeds what delivery queued and starts one flush; if the socket does not take it all at
+    /// once, the session is busy until it does.
+    fn write_out(&mut self) -> Result<(), End> {
+        let frames = self.delivery.queued() as u64;
+        let messages = self.delivery.take_output();
+        let n = messages.len() as u64;
+        for m in messages {
+            // The sink's buffer is empty here (not busy), so feeding completes at once.
+            match self.sink.feed(m).now_or_never() {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    debug!(peer = %self.peer, error = %e, "write failed");
+                    return Err(End::Gone);
+                }
+                None => {
+                    // The buffer filled up mid-batch: the rest waits in tungstenite's buffer
+                    // state; treat the socket as busy.
+                    self.busy_since.get_or_insert_with(Instant::now);
+                }
+            }
         }
-        self.send_pending().await?;
         self.ctx
             .stats
             .frames_sent
-            .fetch_add(frames as u64, Ordering::Relaxed);
-        Ok(frames)
+            .fetch_add(frames, Ordering::Relaxed);
+        self.ctx.stats.messages_sent.fetch_add(n, Ordering::Relaxed);
+        self.last_send = Instant::now();
+        match self.sink.flush().now_or_never() {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                debug!(peer = %self.peer, error = %e, "write failed");
+                return Err(End::Gone);
+            }
+            None => {
+                self.busy_since.get_or_insert_with(Instant::now);
+            }
+        }
+        Ok(())
     }
 
-    /// Writes the pending batch (binary) or texts (JSON), then one flush, within the write
-    /// timeout.
-    async fn send_pending(&mut self) -> Result<(), End> {
-        let write = async {
-            if !self.batch.is_empty() {
-                let bytes = self.batch.take();
-                self.sink.feed(Message::Binary(bytes.into())).await?;
-                self.ctx.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
-            }
-            let n = self.texts.len() as u64;
-            for t in self.texts.drain(..) {
-                self.sink.feed(Message::Text(t)).await?;
-            }
-            self.ctx.stats.messages_sent.fetch_add(n, Ordering::Relaxed);
-            self.sink.flush().await
-        };
-        match tokio::time::timeout(self.ctx.config.write_timeout, write).await {
+    /// Waits (bounded) for the outstanding write to complete.
+    async fn drain_writes(&mut self, limit: Duration) -> bool {
+        if self.busy_since.is_none() {
+            return true;
+        }
+        match tokio::time::timeout(limit, self.sink.flush()).await {
             Ok(Ok(())) => {
-                self.last_send = Instant::now();
-                Ok(())
+                self.busy_since = None;
+                true
             }
-            Ok(Err(e)) => {
-                debug!(peer = %self.peer, error = %e, "write failed");
-                Err(End::Gone)
-            }
-            Err(_) => {
-                self.ctx.stats.slow_closed.fetch_add(1, Ordering::Relaxed);
-                info!(peer = %self.peer, timeout = ?self.ctx.config.write_timeout, "client socket not writable; dropping it (slow consumer)");
-                Err(End::SlowConsumer)
-            }
+            _ => false,
         }
     }
 
     /// Server shutdown: deliver what the ring still holds for this client (the feeds' final
     /// statuses among it), then close with 1001.
     async fn going_away(&mut self) -> End {
-        loop {
-            match self.pump().await {
-                Ok(0) => break,
-                Ok(_) => continue,
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if !self.drain_writes(Duration::from_secs(1)).await {
+                break;
+            }
+            match self.read_ring(false).await {
+                Ok(_) => {}
                 Err(end) => return end,
             }
+            self.delivery.emit_due(Instant::now());
+            if !self.delivery.has_output() {
+                break;
+            }
+            if let Err(end) = self.write_out() {
+                return end;
+            }
         }
+        self.drain_writes(Duration::from_secs(1)).await;
         self.close(CloseCode::Away, "server shutting down".to_string())
             .await;
         End::ServerShutdown
@@ -281,19 +385,28 @@ impl Session {
     async fn slow_consumer(&mut self, missed: u64) -> End {
         self.ctx.stats.slow_closed.fetch_add(1, Ordering::Relaxed);
         let reason = format!(
-            "slow consumer: {missed} frames behind (the server keeps {}); reconnect and read faster or subscribe to less",
+            "slow consumer: {missed} frames behind (ring holds {}); read faster or use policy conflate",
             self.ctx.ring.capacity()
         );
         info!(peer = %self.peer, %reason, "closing client");
-        self.close(CloseCode::from(CLOSE_SLOW_CONSUMER), reason)
-            .await;
+        // The close frame queues behind what the client has not read yet: give it the write
+        // timeout to read up to it, so it learns why.
+        let frame = CloseFrame {
+            code: CloseCode::from(CLOSE_SLOW_CONSUMER),
+            reason: clip_reason(reason).into(),
+        };
+        let _ = tokio::time::timeout(
+            self.ctx.config.write_timeout,
+            self.sink.send(Message::Close(Some(frame))),
+        )
+        .await;
         End::SlowConsumer
     }
 
     async fn close(&mut self, code: CloseCode, reason: String) {
         let frame = CloseFrame {
             code,
-            reason: reason.into(),
+            reason: clip_reason(reason).into(),
         };
         let _ = tokio::time::timeout(
             Duration::from_secs(1),
@@ -306,20 +419,25 @@ impl Session {
         self.last_heard = Instant::now();
         match m {
             Incoming::Text(t) => {
-                let reply = self.on_request(t.as_str());
-                for r in reply {
-                    if self.sink.feed(Message::text(r)).await.is_err() {
-                        return Some(End::Gone);
-                    }
-                }
-                // Replies, then any frames the request queued (definitions), one flush.
-                self.send_pending().await.err()
+                self.delivery.on_request(
+                    t.as_str(),
+                    self.ctx.config.max_subscriptions,
+                    Instant::now(),
+                );
+                // Replies go out with the next write (at once unless the socket is busy).
+                None
             }
-            Incoming::Ping => self.sink.flush().await.err().map(|_| End::Gone),
+            Incoming::Ping => {
+                // tungstenite queued the pong; it goes out with the next flush.
+                if self.busy_since.is_none() {
+                    self.busy_since = Some(Instant::now());
+                }
+                None
+            }
             Incoming::Alive => None,
             Incoming::Close => {
                 // tungstenite queued the echo of the client's close frame; send it.
-                let _ = self.sink.flush().await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.sink.flush()).await;
                 Some(End::ClientClosed)
             }
             Incoming::Violation(code, reason) => {
@@ -330,135 +448,6 @@ impl Session {
             Incoming::Gone(why) => {
                 debug!(peer = %self.peer, %why, "client connection gone");
                 Some(End::Gone)
-            }
-        }
-    }
-
-    /// Handles a control message; returns the text replies, then queues definitions.
-    fn on_request(&mut self, text: &str) -> Vec<String> {
-        let req = match protocol::parse(text) {
-            Ok(r) => r,
-            Err(e) => return vec![e.to_json()],
-        };
-        match req {
-            Request::Subscribe {
-                id,
-                symbols,
-                channels,
-                encoding,
-            } => {
-                let unknown: Vec<String> = symbols
-                    .iter()
-                    .filter(|s| {
-                        !self
-                            .ctx
-                            .registry
-                            .is_served(instrument_id(s.venue, &s.symbol))
-                    })
-                    .map(|s| s.qualified())
-                    .collect();
-                if !unknown.is_empty() {
-                    let served = self.ctx.registry.served();
-                    return vec![
-                        RequestError {
-                            id,
-                            code: "unknown_symbol",
-                            message: format!(
-                                "not served here: {}; this server serves {}",
-                                unknown.join(", "),
-                                if served.is_empty() {
-                                    "nothing yet".to_string()
-                                } else {
-                                    served.join(", ")
-                                }
-                            ),
-                        }
-                        .to_json(),
-                    ];
-                }
-                let new = symbols
-                    .iter()
-                    .filter(|s| {
-                        !self
-                            .subs
-                            .ids()
-                            .any(|id| id == instrument_id(s.venue, &s.symbol))
-                    })
-                    .count();
-                if self.subs.len() + new > self.ctx.config.max_subscriptions {
-                    return vec![RequestError {
-                        id,
-                        code: "too_many_subscriptions",
-                        message: format!(
-                            "at most {} instruments per connection; unsubscribe some or open another connection",
-                            self.ctx.config.max_subscriptions
-                        ),
-                    }
-                    .to_json()];
-                }
-                if let Some(e) = encoding {
-                    self.encoding = e;
-                }
-                for s in &symbols {
-                    self.subs.add(s, &channels);
-                }
-                let ack = protocol::ack("subscribed", &id, &symbols, &channels, self.encoding);
-                // Tell the client what the ids stand for before any data.
-                for s in &symbols {
-                    if let Some(info) = self
-                        .ctx
-                        .registry
-                        .definition(instrument_id(s.venue, &s.symbol))
-                    {
-                        let mut f = Frame::new(
-                            info.venue,
-                            info.id,
-                            0,
-                            0,
-                            Body::Definition(info.definition()),
-                        );
-                        f.ts_publish = now_ns();
-                        self.queue_frame(&f, Some(&info));
-                    }
-                }
-                vec![ack]
-            }
-            Request::Unsubscribe {
-                id,
-                symbols,
-                channels,
-            } => {
-                for s in &symbols {
-                    self.subs.remove(s, &channels);
-                }
-                vec![protocol::ack(
-                    "unsubscribed",
-                    &id,
-                    &symbols,
-                    &channels,
-                    self.encoding,
-                )]
-            }
-            Request::Ping { id } => vec![protocol::pong(&id, now_ns())],
-            Request::List { id } => vec![protocol::instruments(&id, &self.ctx.registry.served())],
-        }
-    }
-
-    /// Queues a frame made by the session itself (definitions, heartbeats).
-    fn queue_frame(&mut self, f: &Frame, info: Option<&tickwire_sdk::wire::InstrumentInfo>) {
-        match self.encoding {
-            Encoding::Binary => {
-                let bytes = self.encoder.encode(f);
-                self.batch.push(bytes);
-            }
-            Encoding::Json => {
-                self.scratch.clear();
-                let bytes = self.encoder.encode(f).to_vec();
-                if let Ok(archived) = tickwire_sdk::wire::access(&bytes) {
-                    json::render(archived, info, JsonOptions::default(), &mut self.scratch);
-                    self.texts
-                        .push(String::from_utf8_lossy(&self.scratch).into_owned().into());
-                }
             }
         }
     }
@@ -474,34 +463,70 @@ impl Session {
             self.close(CloseCode::Policy, reason).await;
             return Some(End::Gone);
         }
-        if !self.subs.is_empty() && self.last_send.elapsed() >= cfg.heartbeat_every {
-            let mut f = Frame {
+        if self.busy_since.is_some() {
+            return None;
+        }
+        if !self.delivery.subs.is_empty() && self.last_send.elapsed() >= cfg.heartbeat_every {
+            let now = now_ns();
+            let f = Frame {
                 venue: 0,
                 instrument: 0,
                 flags: 0,
                 seq: 0,
                 ts_exchange: 0,
-                ts_recv: 0,
-                ts_publish: now_ns(),
+                ts_recv: now,
+                ts_publish: now,
                 updates: 1,
                 body: Body::Heartbeat,
             };
-            f.ts_recv = f.ts_publish;
-            self.queue_frame(&f, None);
-            if let Err(end) = self.send_pending().await {
-                return Some(end);
-            }
+            self.delivery.push_frame(&f, None);
         }
         // A WebSocket ping now and then keeps middleboxes and the client's idle timer happy.
-        if self.last_heard.elapsed() > cfg.ping_every
-            && self
-                .sink
-                .send(Message::Ping(Vec::new().into()))
-                .await
-                .is_err()
+        if self.last_heard.elapsed() > cfg.ping_every {
+            self.delivery_ping();
+        }
+        if self.delivery.has_output()
+            && let Err(end) = self.write_out()
         {
-            return Some(End::Gone);
+            return Some(end);
         }
         None
+    }
+
+    fn delivery_ping(&mut self) {
+        if self
+            .sink
+            .feed(Message::Ping(Vec::new().into()))
+            .now_or_never()
+            .is_none()
+        {
+            self.busy_since.get_or_insert_with(Instant::now);
+        }
+    }
+}
+
+/// A close reason fits a control frame: at most 123 bytes (RFC 6455 5.5), cut on a char
+/// boundary.
+fn clip_reason(mut reason: String) -> String {
+    if reason.len() > 123 {
+        let mut end = 120;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push_str("...");
+    }
+    reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip_reason;
+
+    #[test]
+    fn close_reasons_fit_a_control_frame() {
+        assert_eq!(clip_reason("short".into()), "short");
+        let long = clip_reason("é".repeat(100));
+        assert!(long.len() <= 123 && long.ends_with("..."));
     }
 }
