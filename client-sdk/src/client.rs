@@ -315,7 +315,7 @@ impl Policy {
 pub struct SubscribeOptions {
     /// Delivery policy (default [`Policy::Conflate`]).
     pub policy: Policy,
-    /// Levels per side in book snapshots (`None`: the server's default, 20).
+    /// Levels per side in book snapshots (`None`: the server's default, the whole book).
     pub depth: Option<u32>,
     /// Send the current state first: definition, latest status, latest quote, book snapshot
     /// (default true). Subscriptions sent again after a reconnect always ask for it.

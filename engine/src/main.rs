@@ -58,6 +58,15 @@ enum Command {
         /// Replay speed of the built-in simulator (1 = real time).
         #[arg(long, default_value_t = 1.0)]
         sim_speed: f64,
+        /// Require this token from clients (`Authorization: Bearer <token>` or `?token=`).
+        #[arg(long, env = "TICKWIRE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Serve wss:// with this PEM certificate chain (needs --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Run only the exchange simulator: a Binance-compatible WebSocket and REST endpoint.
     Sim {
@@ -204,11 +213,20 @@ fn main() -> anyhow::Result<()> {
             ws_url,
             rest_url,
             sim_speed,
+            token,
+            tls_cert,
+            tls_key,
         } => {
             init_logs("info");
             runtime.block_on(async {
                 let (feeds, sim) = feeds(venue, symbols, ws_url, rest_url, sim_speed).await?;
-                let server = server::start(ServerConfig::new(listen, feeds)).await?;
+                let mut config = ServerConfig::new(listen, feeds);
+                config.gateway.token = token;
+                if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
+                    config.gateway.tls =
+                        Some(tickwire_engine::gateway::tls::TlsFiles { cert, key });
+                }
+                let server = server::start(config).await?;
                 println!(
                     "tickwire serving on {}  (try: tickwire watch --url {})",
                     server.ws_url(),

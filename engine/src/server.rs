@@ -51,6 +51,7 @@ impl ServerConfig {
 /// A running server.
 pub struct ServerHandle {
     addr: SocketAddr,
+    tls: bool,
     stop_feeds: Shutdown,
     stop_gateway: Shutdown,
     sequencer: Option<SequencerHandle>,
@@ -67,6 +68,10 @@ pub struct ServerHandle {
 /// Starts feeds, sequencer and gateway. Returns once the gateway is listening.
 pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
     tickwire_feed::tls::install_crypto_provider();
+    let tls = match &config.gateway.tls {
+        Some(files) => Some(gateway::tls::acceptor(files)?),
+        None => None,
+    };
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
             "cannot listen on {} (is another server running there? pass --listen)",
@@ -101,6 +106,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
     let gateway_stats = Arc::new(GatewayStats::default());
     let gateway_task = tokio::spawn(gateway::serve(
         listener,
+        tls,
         sequencer.ring(),
         registry.clone(),
         sequencer.lvc(),
@@ -110,6 +116,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
     ));
     Ok(ServerHandle {
         addr,
+        tls: config.gateway.tls.is_some(),
         stop_feeds,
         stop_gateway,
         sequencer: Some(sequencer),
@@ -127,9 +134,10 @@ impl ServerHandle {
         self.addr
     }
 
-    /// `ws://ADDR/ws`.
+    /// `ws://ADDR/ws` (`wss://` with TLS).
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}/ws", self.addr)
     }
 
     /// Frames published by the sequencer so far.

@@ -48,15 +48,19 @@ async fn clients_receive_exactly_the_capture_trades_while_a_stalled_client_is_dr
 
     // Fast clients: three SDK clients on trades, one raw JSON client on trades.
     let mut fast = Vec::new();
+    let lossless = tickwire_sdk::client::SubscribeOptions {
+        policy: tickwire_sdk::client::Policy::Lossless,
+        ..Default::default()
+    };
     for _ in 0..3 {
         let mut c = Client::connect(&server.ws_url()).await.unwrap();
-        c.subscribe(&["binance:BTCUSDT"], &[Channel::Trades])
+        c.subscribe_with(&["binance:BTCUSDT"], &[Channel::Trades], &lossless)
             .await
             .unwrap();
         fast.push(c);
     }
     let mut json_client = ws_connect(&server.ws_url()).await;
-    send_json(&mut json_client, json!({"op":"subscribe","id":1,"symbols":["binance:BTCUSDT"],"channels":["trades"],"encoding":"json"})).await;
+    send_json(&mut json_client, json!({"op":"subscribe","id":1,"symbols":["binance:BTCUSDT"],"channels":["trades"],"encoding":"json","policy":"lossless"})).await;
     assert_eq!(
         reply_of(&mut json_client, "subscribed").await["type"],
         "subscribed"

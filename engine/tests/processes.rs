@@ -481,13 +481,17 @@ async fn sim_and_serve_processes_deliver_the_capture_and_serve_stops_on_ctrl_c()
     }
 
     let mut sdk = Client::connect(&url).await.expect("SDK client connects");
-    sdk.subscribe(&["binance:BTCUSDT"], &[Channel::Trades])
+    let lossless = tickwire_sdk::client::SubscribeOptions {
+        policy: tickwire_sdk::client::Policy::Lossless,
+        ..Default::default()
+    };
+    sdk.subscribe_with(&["binance:BTCUSDT"], &[Channel::Trades], &lossless)
         .await
         .expect("SDK client subscribes");
     let mut raw = ws_connect(&url).await;
     send_json(
         &mut raw,
-        json!({"op":"subscribe","id":1,"symbols":["binance:BTCUSDT"],"channels":["trades"],"encoding":"json"}),
+        json!({"op":"subscribe","id":1,"symbols":["binance:BTCUSDT"],"channels":["trades"],"encoding":"json","policy":"lossless"}),
     )
     .await;
     let ack = reply_of(&mut raw, "subscribed").await;

@@ -4,11 +4,13 @@
 //! - [`subscriptions`]: a client's subscriptions and per-stream delivery state.
 //! - [`delivery`]: what a client is sent and when (policies, conflation, snapshots; sans-IO).
 //! - [`session`]: one client's task: its ring cursor and its writes.
+//! - [`tls`]: TLS and token authentication at the handshake.
 
 pub mod delivery;
 pub mod protocol;
 pub mod session;
 pub mod subscriptions;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +48,11 @@ pub struct GatewayConfig {
     pub idle_timeout: Duration,
     /// A write that cannot complete in this time drops the client (slow consumer).
     pub write_timeout: Duration,
+    /// If set, clients must present this token (`Authorization: Bearer <token>` or
+    /// `?token=<token>` in the URL); others are refused with HTTP 401.
+    pub token: Option<String>,
+    /// If set, clients connect with TLS (`wss://`) using this certificate chain and key (PEM).
+    pub tls: Option<tls::TlsFiles>,
 }
 
 impl Default for GatewayConfig {
@@ -60,6 +67,8 @@ impl Default for GatewayConfig {
             ping_every: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(10),
+            token: None,
+            tls: None,
         }
     }
 }
@@ -100,6 +109,8 @@ pub(crate) struct GatewayCtx {
     pub stats: Arc<GatewayStats>,
     /// Fires when the server shuts down: sessions deliver what is in the ring, then close 1001.
     pub shutdown: watch::Receiver<bool>,
+    /// The TLS acceptor, when TLS is on.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Serves clients on `listener` until `shutdown` fires; then every session sends what is
@@ -107,6 +118,7 @@ pub(crate) struct GatewayCtx {
 #[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     ring: Ring,
     registry: Arc<Registry>,
     lvc: Arc<crate::lvc::Lvc>,
@@ -121,9 +133,11 @@ pub async fn serve(
         config,
         stats,
         shutdown: shutdown.clone(),
+        tls,
     });
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "gateway listening on ws://{addr}/ws");
+        let scheme = if ctx.tls.is_some() { "wss" } else { "ws" };
+        info!(%addr, "gateway listening on {scheme}://{addr}/ws");
     }
     loop {
         let (stream, peer) = tokio::select! {
@@ -144,9 +158,29 @@ pub async fn serve(
 }
 
 async fn handshake_and_run(stream: tokio::net::TcpStream, peer: SocketAddr, ctx: Arc<GatewayCtx>) {
+    match ctx.tls.clone() {
+        None => websocket(stream, peer, ctx).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => websocket(tls, peer, ctx).await,
+                Ok(Err(e)) => {
+                    ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    debug!(%peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    debug!(%peer, "TLS handshake timed out");
+                }
+            }
+        }
+    }
+}
+
+async fn websocket<S: session::Io>(stream: S, peer: SocketAddr, ctx: Arc<GatewayCtx>) {
     let active = ctx.stats.active.fetch_add(1, Ordering::Relaxed) + 1;
     let over_limit = active > ctx.config.max_connections;
     let limit = ctx.config.max_connections;
+    let token = ctx.config.token.clone();
     // The callback's error type is tungstenite's, large as it is.
     #[allow(clippy::result_large_err)]
     let check = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
@@ -154,6 +188,14 @@ async fn handshake_and_run(stream: tokio::net::TcpStream, peer: SocketAddr, ctx:
             return Err(refusal(
                 StatusCode::NOT_FOUND,
                 "tickwire serves WebSocket clients at /ws",
+            ));
+        }
+        if let Some(token) = &token
+            && !tls::authorized(req, token)
+        {
+            return Err(refusal(
+                StatusCode::UNAUTHORIZED,
+                "a token is required: send `Authorization: Bearer <token>` or add ?token=<token>",
             ));
         }
         if over_limit {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -38,7 +38,11 @@ pub const CLOSE_SLOW_CONSUMER: u16 = 4001;
 /// Entries examined per pump before the task yields to others.
 const SCAN_LIMIT: usize = 8192;
 
-type WsSink = SplitSink<WebSocketStream<TcpStream>, Message>;
+/// What a client connection runs over: plain TCP or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+type WsSink<S> = SplitSink<WebSocketStream<S>, Message>;
 
 /// What the reader task passes to the session.
 enum Incoming {
@@ -57,7 +61,7 @@ enum Incoming {
 }
 
 /// Runs a session over an accepted WebSocket until it ends.
-pub(crate) async fn run(ws: WebSocketStream<TcpStream>, peer: SocketAddr, ctx: Arc<GatewayCtx>) {
+pub(crate) async fn run<S: Io>(ws: WebSocketStream<S>, peer: SocketAddr, ctx: Arc<GatewayCtx>) {
     let (sink, stream) = ws.split();
     let (in_tx, in_rx) = mpsc::channel(64);
     let reader = tokio::spawn(read_loop(stream, in_tx));
@@ -81,10 +85,7 @@ pub(crate) async fn run(ws: WebSocketStream<TcpStream>, peer: SocketAddr, ctx: A
     debug!(%peer, ?end, ?stats, "client session ended");
 }
 
-async fn read_loop(
-    mut stream: SplitStream<WebSocketStream<TcpStream>>,
-    tx: mpsc::Sender<Incoming>,
-) {
+async fn read_loop<S: Io>(mut stream: SplitStream<WebSocketStream<S>>, tx: mpsc::Sender<Incoming>) {
     while let Some(msg) = stream.next().await {
         let incoming = match msg {
             Ok(Message::Text(t)) => Incoming::Text(t),
@@ -137,10 +138,10 @@ enum Wake {
     Due,
 }
 
-struct Session {
+struct Session<S: Io> {
     peer: SocketAddr,
     ctx: Arc<GatewayCtx>,
-    sink: WsSink,
+    sink: WsSink<S>,
     cursor: Cursor,
     delivery: Delivery,
     /// When the write still outstanding started (the socket has not taken it yet).
@@ -149,7 +150,7 @@ struct Session {
     last_heard: Instant,
 }
 
-impl Session {
+impl<S: Io> Session<S> {
     async fn run(&mut self, mut incoming: mpsc::Receiver<Incoming>) -> End {
         let mut tick = tokio::time::interval(self.ctx.config.heartbeat_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
