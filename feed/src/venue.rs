@@ -29,6 +29,13 @@ pub trait VenueSpec: Send + Sync + 'static {
 
     /// The symbols subscribed, as the venue spells them.
     fn symbols(&self) -> Vec<String>;
+
+    /// The venue's application-level ping, sent instead of a WebSocket ping frame at each
+    /// keepalive tick (OKX: the text `ping`; Bybit: `{"op":"ping"}`; Kraken v2:
+    /// `{"method":"ping"}`). `None` (the default): WebSocket ping frames.
+    fn app_ping(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Which channels to subscribe to.

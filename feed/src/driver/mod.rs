@@ -255,7 +255,11 @@ impl Driver {
                         stale = true;
                         self.normalizer.on_stale(now_ns(), &format!("no message for {silent:.1?}"), &mut self.out);
                     }
-                    if let Err(e) = write.send(Message::Ping(Vec::new().into())).await {
+                    let ping = match self.spec.app_ping() {
+                        Some(text) => Message::text(text),
+                        None => Message::Ping(Vec::new().into()),
+                    };
+                    if let Err(e) = write.send(ping).await {
                         break format!("ping failed: {e}");
                     }
                 }
