@@ -141,6 +141,9 @@ pub enum Read<'g> {
 #[derive(Debug, Clone)]
 pub struct Cursor {
     next: u64,
+    /// A head this reader has already seen: entries below it are published, so reads below it
+    /// need not touch the writer's (contended) head counter.
+    seen: u64,
 }
 
 impl Cursor {
@@ -217,7 +220,11 @@ impl Ring {
 
     /// A cursor at the head: it reads what is published from now on.
     pub fn cursor_at_head(&self) -> Cursor {
-        Cursor { next: self.head() }
+        let head = self.head();
+        Cursor {
+            next: head,
+            seen: head,
+        }
     }
 
     /// The notifier readers wait on when they have caught up. Create the `notified()` future
@@ -229,15 +236,19 @@ impl Ring {
     /// Reads the entry at `cursor` and advances it.
     #[inline]
     pub fn read<'g>(&self, cursor: &mut Cursor, guard: &'g Guard) -> Read<'g> {
-        let head = self.shared.head.load(Ordering::Acquire);
-        if cursor.next >= head {
-            return Read::Empty;
-        }
         let cap = self.shared.mask + 1;
-        if head - cursor.next > cap {
-            return Read::Lapped {
-                missed: head - cap - cursor.next,
-            };
+        if cursor.next >= cursor.seen {
+            // Caught up with what we knew: look at the writer's head (once per run of reads).
+            let head = self.shared.head.load(Ordering::Acquire);
+            if cursor.next >= head {
+                return Read::Empty;
+            }
+            if head - cursor.next > cap {
+                return Read::Lapped {
+                    missed: head - cap - cursor.next,
+                };
+            }
+            cursor.seen = head;
         }
         let slot = &self.shared.slots[(cursor.next & self.shared.mask) as usize];
         let p = slot.load(Ordering::Acquire, guard);
@@ -250,7 +261,7 @@ impl Ring {
             cursor.next += 1;
             Read::Entry(entry)
         } else if entry.pos > cursor.next {
-            // Overwritten between our head check and the load.
+            // Overwritten since we last looked at the head: the writer lapped us.
             Read::Lapped {
                 missed: entry.pos.saturating_sub(cap).saturating_sub(cursor.next) + 1,
             }
@@ -267,6 +278,7 @@ impl Ring {
         let oldest = head.saturating_sub(self.capacity());
         let skipped = oldest.saturating_sub(cursor.next);
         cursor.next = cursor.next.max(oldest);
+        cursor.seen = cursor.next;
         skipped
     }
 
@@ -275,6 +287,7 @@ impl Ring {
         let head = self.head();
         let skipped = head.saturating_sub(cursor.next);
         cursor.next = head;
+        cursor.seen = head;
         skipped
     }
 }
