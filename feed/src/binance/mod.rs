@@ -10,4 +10,4 @@ pub mod spec;
 
 pub use depth_sync::{DepthEvent, DepthSnapshot, DepthSync, SyncRule};
 pub use normalizer::BinanceNormalizer;
-pub use spec::BinanceSpot;
+pub use spec::{BinanceMarket, BinanceSpot};
