@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tickwire_engine::cli;
 use tickwire_engine::server::{self, ServerConfig};
-use tickwire_feed::binance::BinanceSpot;
+use tickwire_feed::binance::{BinanceMarket, BinanceSpot};
 use tickwire_feed::sim::{self, SimConfig, SimSource};
 use tickwire_feed::venue::VenueSpec;
 use tickwire_sdk::wire::Venue;
@@ -73,6 +73,9 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9200")]
         listen: SocketAddr,
+        /// Whose dialect to speak: binance (spot) or binance-futures (USD-M).
+        #[arg(long, default_value = "binance")]
+        venue: Venue,
         /// Binance capture files to replay (plain or gzip); default: the embedded BTCUSDT capture.
         #[arg(long = "capture")]
         captures: Vec<PathBuf>,
@@ -166,6 +169,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Sim {
             listen,
+            venue,
             captures,
             synthetic,
             rate,
@@ -181,6 +185,13 @@ fn main() -> anyhow::Result<()> {
             config.speed = speed;
             config.looping = !no_loop;
             config.paused = paused;
+            config.market = match venue {
+                Venue::Binance => BinanceMarket::Spot,
+                Venue::BinanceFutures => BinanceMarket::UsdFutures,
+                other => anyhow::bail!(
+                    "the simulator does not speak {other}'s dialect yet; it speaks binance and binance-futures"
+                ),
+            };
             if !captures.is_empty() || !synthetic.is_empty() {
                 config.sources.clear();
                 if !captures.is_empty() {
@@ -196,8 +207,12 @@ fn main() -> anyhow::Result<()> {
             }
             runtime.block_on(async {
                 let handle = sim::start(config).await?;
+                let depth = match venue {
+                    Venue::BinanceFutures => "/fapi/v1/depth",
+                    _ => "/api/v3/depth",
+                };
                 println!(
-                    "simulator listening: WebSocket {}/stream, REST {}/api/v3/depth",
+                    "simulator ({venue}) listening: WebSocket {}/stream, REST {}{depth}",
                     handle.ws_url(),
                     handle.rest_url()
                 );
@@ -293,25 +308,15 @@ async fn feeds(
             let spec = BinanceSpot::new(symbols).at(&handle.ws_url(), &handle.rest_url());
             Ok((vec![Arc::new(spec)], Some(handle)))
         }
-        Some(Venue::Binance) => {
-            anyhow::ensure!(
-                !symbols.is_empty(),
-                "--venue binance needs --symbols, e.g. --symbols btcusdt,ethusdt"
-            );
-            let mut spec = BinanceSpot::new(symbols);
-            if let Some(ws) = ws_url {
-                spec.ws_base = ws.trim_end_matches('/').to_string();
-            }
-            if let Some(rest) = rest_url {
-                spec.rest_base = rest.trim_end_matches('/').to_string();
-            }
-            anyhow::ensure!(
-                spec.streams().len() <= tickwire_feed::binance::spec::MAX_STREAMS,
-                "Binance allows at most {} streams per connection; pass fewer symbols",
-                tickwire_feed::binance::spec::MAX_STREAMS
-            );
-            Ok((vec![Arc::new(spec)], None))
+        Some(venue) => {
+            let endpoints = tickwire_feed::venues::Endpoints {
+                ws: ws_url,
+                rest: rest_url,
+            };
+            Ok((
+                vec![tickwire_feed::venues::spec(venue, symbols, &endpoints)?],
+                None,
+            ))
         }
-        Some(other) => anyhow::bail!("venue {other} is not supported yet; supported: binance"),
     }
 }

@@ -7,6 +7,7 @@
 //! - [`driver`]: the tokio shell around a normalizer: connect, subscribe, ping, reconnect,
 //!   watchdog, REST snapshots.
 //! - [`sim`]: the exchange simulator (a Binance-compatible endpoint on 127.0.0.1).
+//! - [`venues`]: the registry from a venue to its normalizer and connection recipe.
 
 pub mod binance;
 pub mod book;
@@ -19,5 +20,6 @@ pub mod sim;
 pub mod symbols;
 pub mod tls;
 pub mod venue;
+pub mod venues;
 
 pub use normalizer::{Action, NormalizeError, Normalizer, Output, Stats};

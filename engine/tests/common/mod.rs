@@ -31,6 +31,7 @@ pub async fn capture_sim() -> SimHandle {
         looping: false,
         paused: true,
         ping_interval: Duration::from_secs(20),
+        market: Default::default(),
     })
     .await
     .expect("simulator starts")

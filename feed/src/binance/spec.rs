@@ -29,9 +29,10 @@ pub const MAX_STREAMS: usize = 1024;
 const STREAMS_PER_REQUEST: usize = 200;
 
 /// Which Binance market.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BinanceMarket {
     /// Spot (`stream.binance.com`, `/api/v3/depth`).
+    #[default]
     Spot,
     /// USD-M futures (`fstream.binance.com`, `/fapi/v1/depth`, the `pu` continuity rule).
     UsdFutures,

@@ -172,6 +172,7 @@ impl Registry {
                             time,
                             c.unit,
                             c.combined,
+                            catalog.market(),
                         );
                         Utf8Bytes::from(render::into_string(std::mem::take(&mut buf)))
                     })

@@ -57,6 +57,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
+use crate::binance::BinanceMarket;
 use crate::capture::CaptureReader;
 use fanout::{CloseReason, PaceClock, Registry};
 use server::{Control, Shared, lock};
@@ -91,6 +92,9 @@ pub struct SimConfig {
     /// Interval of the server's WebSocket ping frames (Binance: 20 s). A connection is
     /// closed when no pong answered them for three intervals.
     pub ping_interval: Duration,
+    /// Which Binance market's dialect to speak: spot (`/api/v3/depth`, `@trade`) or USD-M
+    /// futures (`/fapi/v1/depth`, `pu` in depth events, `T` in book tickers, no `@trade`).
+    pub market: BinanceMarket,
 }
 
 /// Where market data comes from.
@@ -163,6 +167,7 @@ impl SimConfig {
             looping: true,
             paused: false,
             ping_interval: BINANCE_PING_INTERVAL,
+            market: BinanceMarket::Spot,
         }
     }
 }
@@ -310,7 +315,9 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
     let addr = listener
         .local_addr()
         .context("simulator: reading the bound address")?;
-    let catalog = core.catalog().clone();
+    let mut catalog = stream::Catalog::clone(core.catalog());
+    catalog.set_market(config.market);
+    let catalog = Arc::new(catalog);
     let (control, _) = watch::channel(Control {
         running: !config.paused,
         ..Control::default()

@@ -8,6 +8,7 @@ use tickwire_sdk::wire::{Level, write_decimal};
 
 use super::market::{DepthSnapshot, Event};
 use super::stream::{Catalog, SymbolSpec, TimeUnit};
+use crate::binance::BinanceMarket;
 
 /// Decimals Binance spot uses in price and quantity strings.
 pub const DECIMALS: u8 = 8;
@@ -40,7 +41,11 @@ fn levels(out: &mut Vec<u8>, levels: &[Level]) {
 
 /// Appends one stream message for `event` of symbol `spec`: the raw payload, or with
 /// `combined` the `{"stream":..,"data":..}` envelope. `time_ns` is the event's time (ns since
-/// the epoch), written in `unit` in the `E` and `T` fields.
+/// the epoch), written in `unit` in the `E` and `T` fields. `market` picks the shapes: USD-M
+/// futures depth events carry `T` and `pu` (the previous event's `u`: the simulator's diff
+/// chains have no holes, so it is `U - 1`), book tickers carry `e`, `E` and `T`, aggregate
+/// trades have no `M`.
+#[allow(clippy::too_many_arguments)]
 pub fn event(
     out: &mut Vec<u8>,
     spec: &SymbolSpec,
@@ -49,7 +54,9 @@ pub fn event(
     time_ns: u64,
     unit: TimeUnit,
     combined: bool,
+    market: BinanceMarket,
 ) {
+    let futures = market == BinanceMarket::UsdFutures;
     if combined {
         out.extend_from_slice(b"{\"stream\":\"");
         out.extend_from_slice(spec.lower.as_bytes());
@@ -108,10 +115,11 @@ pub fn event(
             num(out, *last_trade);
             out.extend_from_slice(b",\"T\":");
             num(out, t);
-            out.extend_from_slice(if *buyer_maker {
-                b",\"m\":true,\"M\":true}"
-            } else {
-                b",\"m\":false,\"M\":true}"
+            out.extend_from_slice(match (*buyer_maker, futures) {
+                (true, false) => b",\"m\":true,\"M\":true}",
+                (false, false) => b",\"m\":false,\"M\":true}",
+                (true, true) => b",\"m\":true}",
+                (false, true) => b",\"m\":false}",
             });
         }
         Event::BookTicker {
@@ -119,8 +127,17 @@ pub fn event(
             bid,
             ask,
         } => {
-            out.extend_from_slice(b"{\"u\":");
-            num(out, *update_id);
+            if futures {
+                out.extend_from_slice(b"{\"e\":\"bookTicker\",\"u\":");
+                num(out, *update_id);
+                out.extend_from_slice(b",\"E\":");
+                num(out, t);
+                out.extend_from_slice(b",\"T\":");
+                num(out, t);
+            } else {
+                out.extend_from_slice(b"{\"u\":");
+                num(out, *update_id);
+            }
             out.extend_from_slice(b",\"s\":\"");
             out.extend_from_slice(sym);
             out.extend_from_slice(b"\",\"b\":");
@@ -136,12 +153,20 @@ pub fn event(
         Event::Depth(d) => {
             out.extend_from_slice(b"{\"e\":\"depthUpdate\",\"E\":");
             num(out, t);
+            if futures {
+                out.extend_from_slice(b",\"T\":");
+                num(out, t);
+            }
             out.extend_from_slice(b",\"s\":\"");
             out.extend_from_slice(sym);
             out.extend_from_slice(b"\",\"U\":");
             num(out, d.first_update_id);
             out.extend_from_slice(b",\"u\":");
             num(out, d.last_update_id);
+            if futures {
+                out.extend_from_slice(b",\"pu\":");
+                num(out, d.first_update_id.saturating_sub(1));
+            }
             out.extend_from_slice(b",\"b\":");
             levels(out, &d.bids);
             out.extend_from_slice(b",\"a\":");
@@ -240,6 +265,16 @@ mod tests {
     }
 
     fn render(e: &Event, unit: TimeUnit, combined: bool, suffix: &str) -> Value {
+        render_on(BinanceMarket::Spot, e, unit, combined, suffix)
+    }
+
+    fn render_on(
+        market: BinanceMarket,
+        e: &Event,
+        unit: TimeUnit,
+        combined: bool,
+        suffix: &str,
+    ) -> Value {
         let mut out = Vec::new();
         event(
             &mut out,
@@ -249,8 +284,53 @@ mod tests {
             1_723_161_255_342_123_456,
             unit,
             combined,
+            market,
         );
         serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn futures_shapes_follow_the_usd_m_docs() {
+        let depth = Event::Depth(DepthUpdate {
+            first_update_id: 101,
+            last_update_id: 105,
+            bids: vec![Level {
+                price: 1_000_000_000,
+                qty: 0,
+            }],
+            asks: vec![],
+        });
+        let v = render_on(
+            BinanceMarket::UsdFutures,
+            &depth,
+            TimeUnit::Millisecond,
+            false,
+            "depth@100ms",
+        );
+        assert_eq!(v["pu"], 100);
+        assert_eq!(v["T"], 1_723_161_255_342u64);
+        assert!(render(&depth, TimeUnit::Millisecond, false, "depth@100ms")["pu"].is_null());
+        let bt = Event::BookTicker {
+            update_id: 7,
+            bid: Level {
+                price: 1_000_000_000,
+                qty: 1_000_000_000,
+            },
+            ask: Level {
+                price: 2_000_000_000,
+                qty: 1_000_000_000,
+            },
+        };
+        let v = render_on(
+            BinanceMarket::UsdFutures,
+            &bt,
+            TimeUnit::Millisecond,
+            true,
+            "bookTicker",
+        );
+        assert_eq!(v["data"]["e"], "bookTicker");
+        assert_eq!(v["data"]["u"], 7);
+        assert_eq!(v["data"]["T"], 1_723_161_255_342u64);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Stream names, stream kinds, time units and the symbol catalog: the vocabulary shared by
 //! the simulator's core and its server.
 
+use crate::binance::BinanceMarket;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -169,6 +170,7 @@ pub fn valid_symbol_text(symbol: &str) -> bool {
 pub struct Catalog {
     symbols: Vec<SymbolSpec>,
     by_upper: HashMap<String, SymbolId>,
+    market: BinanceMarket,
 }
 
 /// Why a catalog could not be built.
@@ -206,6 +208,16 @@ impl Catalog {
         self.by_upper.insert(spec.symbol.clone(), id);
         self.symbols.push(spec);
         Ok(id)
+    }
+
+    /// Speaks the dialect of `market` (spot by default).
+    pub fn set_market(&mut self, market: BinanceMarket) {
+        self.market = market;
+    }
+
+    /// The Binance market whose dialect is spoken.
+    pub fn market(&self) -> BinanceMarket {
+        self.market
     }
 
     /// Number of symbols.
@@ -276,6 +288,11 @@ impl Catalog {
                 "the simulator serves @trade, @aggTrade, @bookTicker, @depth and @depth@100ms, not @{suffix}"
             )));
         };
+        if kind == StreamKind::Trade && self.market == BinanceMarket::UsdFutures {
+            return Err(invalid(
+                "USD-M futures has no raw trade stream; subscribe to @aggTrade".to_string(),
+            ));
+        }
         let Some(symbol) = self.lookup(&sym.to_ascii_uppercase()) else {
             return Err(invalid(format!(
                 "unknown symbol {sym}; the simulator serves {}",

@@ -1,0 +1,153 @@
+//! The venue registry: from a [`Venue`] to its normalizer and its connection recipe. The one
+//! place the CLI (`normalize`, `serve --venue`) and the tests look venues up.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+use tickwire_sdk::wire::Venue;
+
+use crate::binance::{BinanceNormalizer, BinanceSpot, spec::MAX_STREAMS};
+use crate::normalizer::Normalizer;
+use crate::venue::VenueSpec;
+
+/// A venue this build cannot do something with yet.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum VenueError {
+    /// The venue has no adapter for this use.
+    #[error("{venue} is not supported for {what} yet; supported: {supported}")]
+    Unsupported {
+        /// The venue asked for.
+        venue: Venue,
+        /// What was asked (normalizing captures, connecting).
+        what: &'static str,
+        /// The venues that are.
+        supported: String,
+    },
+    /// The request cannot be served as given (no symbols, too many streams...).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Venues whose captures [`normalizer`] can read.
+pub const NORMALIZE: [Venue; 2] = [Venue::Binance, Venue::BinanceFutures];
+/// Venues [`spec`] can connect to.
+pub const CONNECT: [Venue; 2] = [Venue::Binance, Venue::BinanceFutures];
+
+fn names(venues: &[Venue]) -> String {
+    venues
+        .iter()
+        .map(|v| v.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A fresh normalizer for `venue`'s dialect, learning symbols from the data.
+pub fn normalizer(venue: Venue) -> Result<Box<dyn Normalizer>, VenueError> {
+    Ok(match venue {
+        Venue::Binance => Box::new(BinanceNormalizer::spot(&[])),
+        Venue::BinanceFutures => Box::new(BinanceNormalizer::usd_futures(&[])),
+        other => {
+            return Err(VenueError::Unsupported {
+                venue: other,
+                what: "normalizing",
+                supported: names(&NORMALIZE),
+            });
+        }
+    })
+}
+
+/// Endpoints to use instead of the venue's own (a simulator's, a proxy's).
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    /// WebSocket base URL, e.g. `ws://127.0.0.1:9200`.
+    pub ws: Option<String>,
+    /// REST base URL, for venues that sync books over REST.
+    pub rest: Option<String>,
+}
+
+/// The connection recipe for `symbols` (venue spelling, any case where the venue ignores case)
+/// on `venue`, all channels, at the venue's own endpoints unless `endpoints` overrides them.
+pub fn spec(
+    venue: Venue,
+    symbols: Vec<String>,
+    endpoints: &Endpoints,
+) -> Result<Arc<dyn VenueSpec>, VenueError> {
+    if symbols.is_empty() {
+        return Err(VenueError::Invalid(format!(
+            "--venue {venue} needs --symbols, e.g. --symbols {}",
+            example_symbols(venue)
+        )));
+    }
+    match venue {
+        Venue::Binance | Venue::BinanceFutures => {
+            let mut spec = match venue {
+                Venue::Binance => BinanceSpot::new(symbols),
+                _ => BinanceSpot::usd_futures(symbols),
+            };
+            if let Some(ws) = &endpoints.ws {
+                spec.ws_base = ws.trim_end_matches('/').to_string();
+            }
+            if let Some(rest) = &endpoints.rest {
+                spec.rest_base = rest.trim_end_matches('/').to_string();
+            }
+            if spec.streams().len() > MAX_STREAMS {
+                return Err(VenueError::Invalid(format!(
+                    "Binance allows at most {MAX_STREAMS} streams per connection; pass fewer symbols"
+                )));
+            }
+            Ok(Arc::new(spec))
+        }
+        other => Err(VenueError::Unsupported {
+            venue: other,
+            what: "connecting",
+            supported: names(&CONNECT),
+        }),
+    }
+}
+
+/// Example symbols in the venue's spelling, for help and error messages.
+pub fn example_symbols(venue: Venue) -> &'static str {
+    match venue {
+        Venue::Binance | Venue::BinanceFutures => "btcusdt,ethusdt",
+        Venue::Coinbase | Venue::CoinbaseAdvanced => "BTC-USD,ETH-USD",
+        Venue::Kraken => "BTC/USD,ETH/USD",
+        Venue::Okx => "BTC-USDT,ETH-USDT",
+        Venue::Bybit | Venue::BybitLinear => "BTCUSDT,ETHUSDT",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_venue_has_a_normalizer_and_a_spec() {
+        for v in NORMALIZE {
+            assert_eq!(normalizer(v).unwrap().venue(), v);
+        }
+        for v in CONNECT {
+            let s = spec(
+                v,
+                vec![example_symbols(v).split(',').next().unwrap().into()],
+                &Endpoints::default(),
+            )
+            .unwrap();
+            assert_eq!(s.venue(), v);
+            assert_eq!(s.new_normalizer().venue(), v);
+        }
+    }
+
+    #[test]
+    fn unsupported_and_empty_requests_say_what_to_do() {
+        let e = spec(Venue::Binance, vec![], &Endpoints::default())
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("--symbols"), "{e}");
+        for v in Venue::ALL {
+            if !NORMALIZE.contains(&v) {
+                let e = normalizer(v).err().unwrap();
+                assert!(e.to_string().contains("supported: binance"), "{e}");
+            }
+        }
+    }
+}
