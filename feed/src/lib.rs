@@ -2,6 +2,7 @@
 //!
 //! - [`normalizer`]: the sans-IO interface every venue adapter implements.
 //! - [`binance`]: Binance spot: normalizer and book sync.
+//! - [`bybit`]: Bybit v5 spot and linear: normalizer and books.
 //! - [`book`]: the L2 order book the adapters keep.
 //! - [`capture`]: reading captured raw frames from files.
 //! - [`driver`]: the tokio shell around a normalizer: connect, subscribe, ping, reconnect,
@@ -9,6 +10,7 @@
 //! - [`sim`]: the exchange simulator (a Binance-compatible endpoint on 127.0.0.1).
 
 pub mod binance;
+pub mod bybit;
 pub mod book;
 pub mod capture;
 pub mod clock;
