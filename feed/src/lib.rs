@@ -10,8 +10,8 @@
 //! - [`sim`]: the exchange simulator (a Binance-compatible endpoint on 127.0.0.1).
 
 pub mod binance;
-pub mod bybit;
 pub mod book;
+pub mod bybit;
 pub mod capture;
 pub mod clock;
 pub mod driver;

@@ -195,10 +195,7 @@ impl TopicBook {
             State::AwaitSnapshot => {
                 self.break_book();
                 Outcome::Break {
-                    detail: format!(
-                        "{}: delta u={} before any snapshot",
-                        self.topic, ev.u
-                    ),
+                    detail: format!("{}: delta u={} before any snapshot", self.topic, ev.u),
                     applied: false,
                 }
             }
@@ -253,11 +250,7 @@ mod tests {
     use super::*;
 
     fn ev(kind: EventKind, u: u64, bids: &[(i64, i64)], asks: &[(i64, i64)]) -> BookEvent {
-        let lv = |v: &[(i64, i64)]| {
-            v.iter()
-                .map(|&(price, qty)| Level { price, qty })
-                .collect()
-        };
+        let lv = |v: &[(i64, i64)]| v.iter().map(|&(price, qty)| Level { price, qty }).collect();
         BookEvent {
             kind,
             u,

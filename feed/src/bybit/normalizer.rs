@@ -25,13 +25,15 @@
 use simd_json::prelude::*;
 use simd_json::tape::Value;
 use tickwire_sdk::wire::{
-    Body, BookDelta, BookSide, BookSnapshot, Frame, Level, Quote, Side, StatusCode, Trade,
-    TradeId, Venue, flags,
+    Body, BookDelta, BookSide, BookSnapshot, Frame, Level, Quote, Side, StatusCode, Trade, TradeId,
+    Venue, flags,
 };
 
 use super::book::{BookEvent, EventKind, Outcome, TopicBook};
 use crate::clock::venue_time_to_ns;
-use crate::json::{Precision, TapeParser, decimal, fields, levels, req_array, req_decimal, req_str};
+use crate::json::{
+    Precision, TapeParser, decimal, fields, levels, req_array, req_decimal, req_str,
+};
 use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Stats};
 use crate::symbols::{SymbolIndex, SymbolTable};
 
@@ -421,7 +423,11 @@ impl BybitNormalizer {
                 let symbol = data.as_ref().and_then(|d| d.get_str("s"));
                 if let Some(i) = symbol.and_then(|s| self.symbols.find(s)) {
                     let st = &mut self.state[i];
-                    let tb = if top { st.top.as_mut() } else { st.book.as_mut() };
+                    let tb = if top {
+                        st.top.as_mut()
+                    } else {
+                        st.book.as_mut()
+                    };
                     if let Some(tb) = tb.filter(|tb| tb.topic == topic)
                         && tb.force_break()
                     {
@@ -453,10 +459,13 @@ impl BybitNormalizer {
                 if restart {
                     self.stats.count("orderbook:restart");
                 }
+                if unchanged {
+                    // Level 1's re-send after 3 s without change (same `u`).
+                    self.stats.count("orderbook:unchanged");
+                }
                 if top {
-                    if !(unchanged && !resynced) {
-                        self.emit_top(i, inst, out);
-                    }
+                    // Skips the quote if equal to the last one (the unchanged re-send).
+                    self.emit_top(i, inst, out);
                 } else {
                     let snapshot: BookSnapshot = tb.book().snapshot(None);
                     out.frames.push(
@@ -530,7 +539,11 @@ impl BybitNormalizer {
     ) {
         self.stats.gaps += 1;
         let st = &mut self.state[i];
-        let tb = if top { st.top.as_ref() } else { st.book.as_ref() };
+        let tb = if top {
+            st.top.as_ref()
+        } else {
+            st.book.as_ref()
+        };
         let Some(topic) = tb.map(|t| t.topic.clone()) else {
             return;
         };

@@ -235,7 +235,11 @@ mod tests {
         spec.book_depth = 200;
         assert_eq!(
             spec.topics(),
-            ["publicTrade.BTCUSDT", "tickers.BTCUSDT", "orderbook.200.BTCUSDT"]
+            [
+                "publicTrade.BTCUSDT",
+                "tickers.BTCUSDT",
+                "orderbook.200.BTCUSDT"
+            ]
         );
         // Linear has no per-request limit: 150 topics in two requests.
         let many = BybitSpec::linear((0..50).map(|i| format!("S{i}USDT")).collect());
