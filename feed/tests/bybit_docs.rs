@@ -1061,6 +1061,8 @@ fn disconnect_flags_the_book_and_the_next_snapshot_resyncs() {
     let mut venue = Venue_::new(Market::Linear, "BTCUSDT", 11);
     let mut h = Harness::new(Market::Linear);
     let mut truth = Truth::default();
+    let top = r#"{"topic":"orderbook.1.BTCUSDT","ts":1714000000000,"type":"snapshot","data":{"s":"BTCUSDT","b":[["29999.90","1.000"]],"a":[["30000.10","1.000"]],"u":77,"seq":1}}"#;
+    h.feed(top);
     let s = venue.snapshot();
     truth.apply(&s);
     h.feed(&s);
@@ -1089,6 +1091,11 @@ fn disconnect_flags_the_book_and_the_next_snapshot_resyncs() {
     truth.apply(&s);
     h.feed(&s);
     assert_eq!(h.statuses().last().unwrap().1, StatusCode::Resynced);
+    // The top-of-book topic comes back with a quote and no status of its own.
+    let before = h.statuses().len();
+    h.feed(top);
+    assert_eq!(h.statuses().len(), before);
+    assert!(matches!(h.frames.last().unwrap().body, Body::Quote(_)));
     assert!(h.book.is_valid());
     truth.assert_eq_book(&h.book, "after reconnect");
     assert_eq!(h.n.stats().gaps, 0);

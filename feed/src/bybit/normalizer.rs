@@ -737,9 +737,8 @@ impl Normalizer for BybitNormalizer {
         for i in 0..self.symbols.len() {
             let st = &mut self.state[i];
             let had_book = st.book.as_mut().is_some_and(|b| b.disconnect());
-            if let Some(t) = st.top.as_mut() {
-                t.disconnect();
-            }
+            // The top-of-book topic starts afresh: quotes have no bad state to report.
+            st.top = None;
             st.last_top = None;
             st.ticker = None;
             self.symbols.status(
