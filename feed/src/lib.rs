@@ -2,6 +2,7 @@
 //!
 //! - [`normalizer`]: the sans-IO interface every venue adapter implements.
 //! - [`binance`]: Binance spot: normalizer and book sync.
+//! - [`bybit`]: Bybit v5 spot and linear: normalizer and books.
 //! - [`book`]: the L2 order book the adapters keep.
 //! - [`capture`]: reading captured raw frames from files.
 //! - [`driver`]: the tokio shell around a normalizer: connect, subscribe, ping, reconnect,
@@ -11,6 +12,7 @@
 
 pub mod binance;
 pub mod book;
+pub mod bybit;
 pub mod capture;
 pub mod clock;
 pub mod driver;
