@@ -19,14 +19,26 @@ pub const CHECKSUM_LEVELS: usize = 10;
 /// One price level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KLevel {
-    /// Price, 1e-9 units.
-    pub price: i64,
+    /// Price, 1e-9 units (wider than a frame's i64: Kraken books hold far-out levels such
+    /// as an ask at 9,999,999,997 CHF, which frames cannot carry but the book must keep).
+    pub price: i128,
     /// Quantity, 1e-9 units.
-    pub qty: i64,
+    pub qty: i128,
     /// Fractional digits of the price as sent.
     pub price_dec: u8,
     /// Fractional digits of the quantity as sent.
     pub qty_dec: u8,
+}
+
+impl KLevel {
+    /// As a frame level, if price and quantity fit the frame's i64.
+    #[inline]
+    pub fn to_level(&self) -> Option<Level> {
+        Some(Level {
+            price: i64::try_from(self.price).ok()?,
+            qty: i64::try_from(self.qty).ok()?,
+        })
+    }
 }
 
 /// One side, sorted from the worst level to the best (the best is at the back), so that
@@ -40,12 +52,12 @@ struct Side {
 impl Side {
     /// Sort key: ascending from worst to best.
     #[inline]
-    fn key(&self, price: i64) -> i64 {
+    fn key(&self, price: i128) -> i128 {
         if self.ask { -price } else { price }
     }
 
     #[inline]
-    fn find(&self, price: i64) -> Result<usize, usize> {
+    fn find(&self, price: i128) -> Result<usize, usize> {
         let k = self.key(price);
         self.levels.binary_search_by(|l| self.key(l.price).cmp(&k))
     }
@@ -125,7 +137,7 @@ impl KrakenBook {
     }
 
     /// Drops the worst levels beyond `depth` on each side, calling `dropped` for each.
-    pub fn truncate(&mut self, depth: usize, mut dropped: impl FnMut(BookSide, i64)) {
+    pub fn truncate(&mut self, depth: usize, mut dropped: impl FnMut(BookSide, i128)) {
         while self.bids.levels.len() > depth {
             if let Some(l) = self.bids.levels.pop_front() {
                 dropped(BookSide::Bid, l.price);
@@ -156,15 +168,13 @@ impl KrakenBook {
         }
     }
 
-    /// Every level, best first, as a snapshot body.
+    /// Every level a frame can carry (price and quantity within i64), best first, as a
+    /// snapshot body.
     pub fn snapshot(&self) -> BookSnapshot {
-        let conv = |l: &KLevel| Level {
-            price: l.price,
-            qty: l.qty,
-        };
+        let conv = |l: &KLevel| l.to_level();
         BookSnapshot {
-            bids: self.bids.iter_best().map(conv).collect(),
-            asks: self.asks.iter_best().map(conv).collect(),
+            bids: self.bids.iter_best().filter_map(conv).collect(),
+            asks: self.asks.iter_best().filter_map(conv).collect(),
         }
     }
 
@@ -210,9 +220,9 @@ impl KrakenBook {
 /// Writes `value` (1e-9 units) at `decimals` fractional digits with the point removed and
 /// leading zeros stripped, right-aligned at the end of `buf`; returns its length (0 for 0).
 #[inline]
-pub fn digits(value: i64, decimals: u8, buf: &mut [u8; 40]) -> usize {
+pub fn digits(value: i128, decimals: u8, buf: &mut [u8; 40]) -> usize {
     let shift = 9u32.saturating_sub(decimals as u32);
-    let mut n = value.unsigned_abs() / 10u64.pow(shift);
+    let mut n = value.unsigned_abs() / 10u128.pow(shift);
     let mut i = buf.len();
     while n > 0 {
         i -= 1;
@@ -226,7 +236,7 @@ pub fn digits(value: i64, decimals: u8, buf: &mut [u8; 40]) -> usize {
 mod tests {
     use super::*;
 
-    fn lvl(price: i64, qty: i64) -> KLevel {
+    fn lvl(price: i128, qty: i128) -> KLevel {
         KLevel {
             price,
             qty,

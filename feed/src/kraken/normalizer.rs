@@ -27,8 +27,8 @@
 use std::collections::HashMap;
 
 use tickwire_sdk::wire::{
-    Body, BookDelta, BookSide, Frame, Parsed, Quote, Side, StatusCode, Trade, TradeId, Venue,
-    flags, parse_decimal,
+    Body, BookDelta, BookSide, DecimalError, Frame, Parsed, Quote, Side, StatusCode, Trade,
+    TradeId, Venue, flags, parse_decimal,
 };
 
 use super::book::{KLevel, KrakenBook};
@@ -141,6 +141,58 @@ fn price_qty(
         ));
     }
     Ok((price, qty))
+}
+
+/// A book level's price and quantity: like [`price_qty`], but values beyond the frame's i64
+/// range are kept (as i128) rather than refused.
+#[inline]
+fn level_pq(p: &[u8], q: &[u8], message: &'static str) -> Result<KLevel, NormalizeError> {
+    let price = wide(p, message, "price")?;
+    let qty = wide(q, message, "qty")?;
+    if price.0 <= 0 || qty.0 < 0 {
+        return Err(field(
+            message,
+            "price",
+            "a positive price and a non-negative quantity",
+        ));
+    }
+    Ok(KLevel {
+        price: price.0,
+        qty: qty.0,
+        price_dec: price.1,
+        qty_dec: qty.1,
+    })
+}
+
+/// Decimal text -> (1e-9 units, fractional digits), in i128 when i64 overflows.
+#[inline]
+fn wide(text: &[u8], message: &'static str, f: &'static str) -> Result<(i128, u8), NormalizeError> {
+    match parse_decimal(text) {
+        Ok(p) => Ok((p.value as i128, p.decimals)),
+        Err(DecimalError::Overflow) => {
+            // Plain `digits[.digits]` only; up to 9 fractional digits.
+            let (int, frac) = match text.iter().position(|&c| c == b'.') {
+                Some(i) => (&text[..i], &text[i + 1..]),
+                None => (text, &[][..]),
+            };
+            let ok = !int.is_empty()
+                && int.len() <= 27
+                && frac.len() <= 9
+                && int.iter().chain(frac).all(u8::is_ascii_digit);
+            if !ok {
+                return dec(text, message, f).map(|p| (p.value as i128, p.decimals));
+            }
+            let mut v: i128 = 0;
+            for &c in int {
+                v = v * 10 + (c - b'0') as i128;
+            }
+            for k in 0..9 {
+                v = v * 10 + frac.get(k).map_or(0, |c| (c - b'0') as i128);
+            }
+            Ok((v, frac.len() as u8))
+        }
+        Err(_) => dec(text, message, f).map(|p| (p.value as i128, p.decimals)),
+    }
 }
 
 fn utf8<'a>(
@@ -408,19 +460,12 @@ impl KrakenNormalizer {
                     while o.next_elem()? {
                         o.skip()?;
                     }
-                    let (price, qty) = price_qty(pt, qt, M)?;
+                    let level = level_pq(pt, qt, M)?;
                     let t = epoch_secs_to_ns(tt).ok_or(field(M, "timestamp", "epoch seconds"))?;
                     ts_ex = ts_ex.max(t);
-                    precision.see(&price, &qty);
-                    self.updates.push(Upd {
-                        side,
-                        level: KLevel {
-                            price: price.value,
-                            qty: qty.value,
-                            price_dec: price.decimals,
-                            qty_dec: qty.decimals,
-                        },
-                    });
+                    precision.price = precision.price.max(level.price_dec);
+                    precision.qty = precision.qty.max(level.qty_dec);
+                    self.updates.push(Upd { side, level });
                 }
             }
         }
@@ -840,17 +885,10 @@ impl KrakenNormalizer {
                     let (Some(pt), Some(qt)) = (pt, qt) else {
                         return Err(field(M, "bids/asks", "levels with `price` and `qty`"));
                     };
-                    let (price, qty) = price_qty(pt, qt, M)?;
-                    precision.see(&price, &qty);
-                    self.updates.push(Upd {
-                        side,
-                        level: KLevel {
-                            price: price.value,
-                            qty: qty.value,
-                            price_dec: price.decimals,
-                            qty_dec: qty.decimals,
-                        },
-                    });
+                    let level = level_pq(pt, qt, M)?;
+                    precision.price = precision.price.max(level.price_dec);
+                    precision.qty = precision.qty.max(level.qty_dec);
+                    self.updates.push(Upd { side, level });
                 }
             }
             let checksum = match checksum {
@@ -1176,14 +1214,30 @@ impl KrakenNormalizer {
                 Body::BookDelta(BookDelta { side, price, qty }),
             )
         };
+        let mut out_of_range = 0;
         for u in &self.updates {
             p.book.set(u.side, u.level);
-            out.frames.push(delta(u.side, u.level.price, u.level.qty));
+            // A level a frame cannot carry is not emitted; if only its quantity is too large,
+            // the level is deleted for clients so they never keep a stale quantity.
+            match (i64::try_from(u.level.price), i64::try_from(u.level.qty)) {
+                (Ok(price), Ok(qty)) => out.frames.push(delta(u.side, price, qty)),
+                (Ok(price), Err(_)) => {
+                    out_of_range += 1;
+                    out.frames.push(delta(u.side, price, 0));
+                }
+                (Err(_), _) => out_of_range += 1,
+            }
         }
         // Levels pushed beyond the subscribed depth are dropped (Kraken sends no delete).
         let depth = p.depth;
-        p.book
-            .truncate(depth, |side, price| out.frames.push(delta(side, price, 0)));
+        p.book.truncate(depth, |side, price| {
+            if let Ok(price) = i64::try_from(price) {
+                out.frames.push(delta(side, price, 0));
+            }
+        });
+        if out_of_range > 0 {
+            self.stats.count("level:out_of_frame_range");
+        }
         if let Some(last) = out.frames[start..].last_mut() {
             last.flags |= flags::LAST;
         }
