@@ -3,6 +3,7 @@
 //! - [`normalizer`]: the sans-IO interface every venue adapter implements.
 //! - [`binance`]: Binance spot: normalizer and book sync.
 //! - [`bybit`]: Bybit v5 spot and linear: normalizer and books.
+//! - [`kraken`]: Kraken spot, WebSocket v2 and v1: normalizer and checksum-verified books.
 //! - [`book`]: the L2 order book the adapters keep.
 //! - [`capture`]: reading captured raw frames from files.
 //! - [`driver`]: the tokio shell around a normalizer: connect, subscribe, ping, reconnect,
@@ -17,6 +18,7 @@ pub mod capture;
 pub mod clock;
 pub mod driver;
 pub mod json;
+pub mod kraken;
 pub mod normalizer;
 pub mod sim;
 pub mod symbols;

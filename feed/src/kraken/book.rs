@@ -1,0 +1,298 @@
+//! Kraken's L2 book as its checksum needs it: depth-limited, each level with the number of
+//! fractional digits its price and quantity were sent with, and the CRC32 over the top ten.
+//!
+//! Documented rules (docs.kraken.com, "Spot Websockets (v1) Book Checksum" and "(v2) Book
+//! Checksum"): apply every level of a message in order (quantity 0 deletes); then truncate
+//! each side to the subscribed depth (levels pushed beyond it are dropped: no delete is sent
+//! for them); then the checksum is the CRC32 of the top 10 asks (low to high) followed by the
+//! top 10 bids (high to low), each level written as its price then its quantity with the `.`
+//! removed and leading zeros stripped. v1 uses the strings as sent; v2 formats the numbers at
+//! the pair's price and quantity precision.
+
+use std::collections::VecDeque;
+
+use tickwire_sdk::wire::{BookSide, BookSnapshot, Level};
+
+/// Levels per side the checksum covers.
+pub const CHECKSUM_LEVELS: usize = 10;
+
+/// One price level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KLevel {
+    /// Price, 1e-9 units (wider than a frame's i64: Kraken books hold far-out levels such
+    /// as an ask at 9,999,999,997 CHF, which frames cannot carry but the book must keep).
+    pub price: i128,
+    /// Quantity, 1e-9 units.
+    pub qty: i128,
+    /// Fractional digits of the price as sent.
+    pub price_dec: u8,
+    /// Fractional digits of the quantity as sent.
+    pub qty_dec: u8,
+}
+
+impl KLevel {
+    /// As a frame level, if price and quantity fit the frame's i64.
+    #[inline]
+    pub fn to_level(&self) -> Option<Level> {
+        Some(Level {
+            price: i64::try_from(self.price).ok()?,
+            qty: i64::try_from(self.qty).ok()?,
+        })
+    }
+}
+
+/// One side, sorted from the worst level to the best (the best is at the back), so that
+/// updates near the top move few elements and truncation pops from the front.
+#[derive(Debug, Clone, Default)]
+struct Side {
+    ask: bool,
+    levels: VecDeque<KLevel>,
+}
+
+impl Side {
+    /// Sort key: ascending from worst to best.
+    #[inline]
+    fn key(&self, price: i128) -> i128 {
+        if self.ask { -price } else { price }
+    }
+
+    #[inline]
+    fn find(&self, price: i128) -> Result<usize, usize> {
+        let k = self.key(price);
+        self.levels.binary_search_by(|l| self.key(l.price).cmp(&k))
+    }
+
+    fn set(&mut self, l: KLevel) {
+        match self.find(l.price) {
+            Ok(i) => {
+                if l.qty == 0 {
+                    self.levels.remove(i);
+                } else {
+                    self.levels[i] = l;
+                }
+            }
+            Err(i) => {
+                if l.qty != 0 {
+                    self.levels.insert(i, l);
+                }
+            }
+        }
+    }
+
+    fn best(&self) -> Option<&KLevel> {
+        self.levels.back()
+    }
+
+    /// Best first.
+    fn iter_best(&self) -> impl Iterator<Item = &KLevel> {
+        self.levels.iter().rev()
+    }
+}
+
+/// A Kraken book.
+#[derive(Debug, Clone)]
+pub struct KrakenBook {
+    bids: Side,
+    asks: Side,
+}
+
+impl Default for KrakenBook {
+    fn default() -> Self {
+        KrakenBook::new()
+    }
+}
+
+impl KrakenBook {
+    /// An empty book.
+    pub fn new() -> KrakenBook {
+        KrakenBook {
+            bids: Side {
+                ask: false,
+                levels: VecDeque::new(),
+            },
+            asks: Side {
+                ask: true,
+                levels: VecDeque::new(),
+            },
+        }
+    }
+
+    fn side_mut(&mut self, side: BookSide) -> &mut Side {
+        match side {
+            BookSide::Bid => &mut self.bids,
+            BookSide::Ask => &mut self.asks,
+        }
+    }
+
+    /// Sets a level (quantity 0 removes it).
+    #[inline]
+    pub fn set(&mut self, side: BookSide, level: KLevel) {
+        self.side_mut(side).set(level);
+    }
+
+    /// Removes every level.
+    pub fn clear(&mut self) {
+        self.bids.levels.clear();
+        self.asks.levels.clear();
+    }
+
+    /// Drops the worst levels beyond `depth` on each side, calling `dropped` for each.
+    pub fn truncate(&mut self, depth: usize, mut dropped: impl FnMut(BookSide, i128)) {
+        while self.bids.levels.len() > depth {
+            if let Some(l) = self.bids.levels.pop_front() {
+                dropped(BookSide::Bid, l.price);
+            }
+        }
+        while self.asks.levels.len() > depth {
+            if let Some(l) = self.asks.levels.pop_front() {
+                dropped(BookSide::Ask, l.price);
+            }
+        }
+    }
+
+    /// Number of (bid, ask) levels.
+    pub fn depth(&self) -> (usize, usize) {
+        (self.bids.levels.len(), self.asks.levels.len())
+    }
+
+    /// Best bid and best ask.
+    pub fn best(&self) -> (Option<KLevel>, Option<KLevel>) {
+        (self.bids.best().copied(), self.asks.best().copied())
+    }
+
+    /// True when the best bid is at or above the best ask.
+    pub fn is_crossed(&self) -> bool {
+        match (self.bids.best(), self.asks.best()) {
+            (Some(b), Some(a)) => b.price >= a.price,
+            _ => false,
+        }
+    }
+
+    /// Every level a frame can carry (price and quantity within i64), best first, as a
+    /// snapshot body.
+    pub fn snapshot(&self) -> BookSnapshot {
+        let conv = |l: &KLevel| l.to_level();
+        BookSnapshot {
+            bids: self.bids.iter_best().filter_map(conv).collect(),
+            asks: self.asks.iter_best().filter_map(conv).collect(),
+        }
+    }
+
+    /// Bids, best first.
+    pub fn bids(&self) -> impl Iterator<Item = &KLevel> {
+        self.bids.iter_best()
+    }
+
+    /// Asks, best first.
+    pub fn asks(&self) -> impl Iterator<Item = &KLevel> {
+        self.asks.iter_best()
+    }
+
+    /// The checksum with each level's text as sent (v1).
+    pub fn checksum_as_sent(&self) -> u32 {
+        self.checksum_with(|l| (l.price_dec, l.qty_dec))
+    }
+
+    /// The checksum with prices and quantities formatted at fixed precisions (v2).
+    pub fn checksum_at(&self, price_dec: u8, qty_dec: u8) -> u32 {
+        self.checksum_with(|_| (price_dec, qty_dec))
+    }
+
+    fn checksum_with(&self, dec: impl Fn(&KLevel) -> (u8, u8)) -> u32 {
+        let mut h = crc32fast::Hasher::new();
+        let mut buf = [0u8; 40];
+        for l in self
+            .asks
+            .iter_best()
+            .take(CHECKSUM_LEVELS)
+            .chain(self.bids.iter_best().take(CHECKSUM_LEVELS))
+        {
+            let (pd, qd) = dec(l);
+            let n = digits(l.price, pd, &mut buf);
+            h.update(&buf[40 - n..]);
+            let n = digits(l.qty, qd, &mut buf);
+            h.update(&buf[40 - n..]);
+        }
+        h.finalize()
+    }
+}
+
+/// Writes `value` (1e-9 units) at `decimals` fractional digits with the point removed and
+/// leading zeros stripped, right-aligned at the end of `buf`; returns its length (0 for 0).
+#[inline]
+pub fn digits(value: i128, decimals: u8, buf: &mut [u8; 40]) -> usize {
+    let shift = 9u32.saturating_sub(decimals as u32);
+    let mut n = value.unsigned_abs() / 10u128.pow(shift);
+    let mut i = buf.len();
+    while n > 0 {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    buf.len() - i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lvl(price: i128, qty: i128) -> KLevel {
+        KLevel {
+            price,
+            qty,
+            price_dec: 5,
+            qty_dec: 8,
+        }
+    }
+
+    #[test]
+    fn digits_strip_point_and_leading_zeros() {
+        let mut b = [0u8; 40];
+        let n = digits(50_000_000, 5, &mut b); // "0.05000"
+        assert_eq!(&b[40 - n..], b"5000");
+        let n = digits(3_040, 8, &mut b); // "0.00000304"
+        assert_eq!(&b[40 - n..], b"304");
+        let n = digits(45_285_200_000_000, 1, &mut b); // 45285.2
+        assert_eq!(&b[40 - n..], b"452852");
+        assert_eq!(digits(0, 8, &mut b), 0);
+    }
+
+    #[test]
+    fn sides_sort_truncate_and_cross() {
+        let mut b = KrakenBook::new();
+        for p in [100, 99, 101, 98] {
+            b.set(BookSide::Bid, lvl(p, 1));
+        }
+        for p in [103, 105, 104, 102] {
+            b.set(BookSide::Ask, lvl(p, 1));
+        }
+        assert_eq!(b.best().0.unwrap().price, 101);
+        assert_eq!(b.best().1.unwrap().price, 102);
+        let mut dropped = Vec::new();
+        b.truncate(2, |s, p| dropped.push((s, p)));
+        assert_eq!(
+            dropped,
+            vec![
+                (BookSide::Bid, 98),
+                (BookSide::Bid, 99),
+                (BookSide::Ask, 105),
+                (BookSide::Ask, 104)
+            ]
+        );
+        let s = b.snapshot();
+        assert_eq!(
+            s.bids.iter().map(|l| l.price).collect::<Vec<_>>(),
+            [101, 100]
+        );
+        assert_eq!(
+            s.asks.iter().map(|l| l.price).collect::<Vec<_>>(),
+            [102, 103]
+        );
+        b.set(BookSide::Bid, lvl(101, 0));
+        b.set(BookSide::Bid, lvl(50, 0)); // absent: nothing
+        assert_eq!(b.depth(), (1, 2));
+        assert!(!b.is_crossed());
+        b.set(BookSide::Bid, lvl(102, 1));
+        assert!(b.is_crossed());
+    }
+}
