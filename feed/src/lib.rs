@@ -2,6 +2,8 @@
 //!
 //! - [`normalizer`]: the sans-IO interface every venue adapter implements.
 //! - [`binance`]: Binance spot: normalizer and book sync.
+//! - [`coinbase`]: Coinbase Exchange: normalizer and level2 books.
+//! - [`coinbase_advanced`]: Coinbase Advanced Trade: normalizer and level2 books.
 //! - [`book`]: the L2 order book the adapters keep.
 //! - [`capture`]: reading captured raw frames from files.
 //! - [`driver`]: the tokio shell around a normalizer: connect, subscribe, ping, reconnect,
@@ -12,6 +14,8 @@ pub mod binance;
 pub mod book;
 pub mod capture;
 pub mod clock;
+pub mod coinbase;
+pub mod coinbase_advanced;
 pub mod driver;
 pub mod json;
 pub mod normalizer;
