@@ -1,9 +1,11 @@
 //! tickwire's feed: where exchange ticks enter.
 //!
 //! - [`normalizer`]: the sans-IO interface every venue adapter implements.
-//! - [`binance`]: Binance spot: normalizer and book sync.
+//! - [`binance`]: Binance spot and USD-M futures: normalizer and book sync.
 //! - [`bybit`]: Bybit v5 spot and linear: normalizer and books.
 //! - [`kraken`]: Kraken spot, WebSocket v2 and v1: normalizer and checksum-verified books.
+//! - [`coinbase`]: Coinbase Exchange: normalizer and level2 books.
+//! - [`coinbase_advanced`]: Coinbase Advanced Trade: normalizer and level2 books.
 //! - [`book`]: the L2 order book the adapters keep.
 //! - [`capture`]: reading captured raw frames from files.
 //! - [`driver`]: the tokio shell around a normalizer: connect, subscribe, ping, reconnect,
@@ -16,6 +18,8 @@ pub mod book;
 pub mod bybit;
 pub mod capture;
 pub mod clock;
+pub mod coinbase;
+pub mod coinbase_advanced;
 pub mod driver;
 pub mod json;
 pub mod kraken;
