@@ -7,6 +7,10 @@ use thiserror::Error;
 use tickwire_sdk::wire::Venue;
 
 use crate::binance::{BinanceNormalizer, BinanceSpot, spec::MAX_STREAMS};
+use crate::bybit::{BybitNormalizer, BybitSpec};
+use crate::coinbase::{CoinbaseExchange, CoinbaseNormalizer};
+use crate::coinbase_advanced::{CoinbaseAdvancedNormalizer, CoinbaseAdvancedTrade};
+use crate::kraken::{Dialect, KrakenNormalizer, KrakenSpot};
 use crate::normalizer::Normalizer;
 use crate::venue::VenueSpec;
 
@@ -29,9 +33,17 @@ pub enum VenueError {
 }
 
 /// Venues whose captures [`normalizer`] can read.
-pub const NORMALIZE: [Venue; 2] = [Venue::Binance, Venue::BinanceFutures];
+pub const NORMALIZE: [Venue; 7] = [
+    Venue::Binance,
+    Venue::BinanceFutures,
+    Venue::Coinbase,
+    Venue::CoinbaseAdvanced,
+    Venue::Kraken,
+    Venue::Bybit,
+    Venue::BybitLinear,
+];
 /// Venues [`spec`] can connect to.
-pub const CONNECT: [Venue; 2] = [Venue::Binance, Venue::BinanceFutures];
+pub const CONNECT: [Venue; 7] = NORMALIZE;
 
 fn names(venues: &[Venue]) -> String {
     venues
@@ -46,6 +58,18 @@ pub fn normalizer(venue: Venue) -> Result<Box<dyn Normalizer>, VenueError> {
     Ok(match venue {
         Venue::Binance => Box::new(BinanceNormalizer::spot(&[])),
         Venue::BinanceFutures => Box::new(BinanceNormalizer::usd_futures(&[])),
+        // Resyncs go through `level2` (what captures hold); a live connection's spec picks
+        // its own channel.
+        Venue::Coinbase => Box::new(CoinbaseNormalizer::new(&[], "level2")),
+        Venue::CoinbaseAdvanced => Box::new(CoinbaseAdvancedNormalizer::new(&[])),
+        // Either dialect is understood on any message; v1 is what public captures hold.
+        Venue::Kraken => Box::new(KrakenNormalizer::new(
+            Dialect::V1,
+            &[],
+            crate::kraken::normalizer::DEFAULT_DEPTH,
+        )),
+        Venue::Bybit => Box::new(BybitNormalizer::spot(&[])),
+        Venue::BybitLinear => Box::new(BybitNormalizer::linear(&[])),
         other => {
             return Err(VenueError::Unsupported {
                 venue: other,
@@ -95,6 +119,38 @@ pub fn spec(
                     "Binance allows at most {MAX_STREAMS} streams per connection; pass fewer symbols"
                 )));
             }
+            Ok(Arc::new(spec))
+        }
+        Venue::Coinbase => {
+            let mut spec = CoinbaseExchange::new(symbols);
+            if let Some(ws) = &endpoints.ws {
+                spec = spec.at(ws);
+            }
+            Ok(Arc::new(spec))
+        }
+        Venue::CoinbaseAdvanced => {
+            let mut spec = CoinbaseAdvancedTrade::new(symbols);
+            if let Some(ws) = &endpoints.ws {
+                spec = spec.at(ws);
+            }
+            Ok(Arc::new(spec))
+        }
+        Venue::Kraken => {
+            let mut spec = KrakenSpot::new(symbols);
+            if let Some(ws) = &endpoints.ws {
+                spec = spec.at(ws);
+            }
+            Ok(Arc::new(spec))
+        }
+        Venue::Bybit | Venue::BybitLinear => {
+            let mut spec = match venue {
+                Venue::Bybit => BybitSpec::spot(symbols),
+                _ => BybitSpec::linear(symbols),
+            };
+            if let Some(ws) = &endpoints.ws {
+                spec = spec.at(ws);
+            }
+            spec.validate().map_err(VenueError::Invalid)?;
             Ok(Arc::new(spec))
         }
         other => Err(VenueError::Unsupported {
