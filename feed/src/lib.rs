@@ -2,6 +2,7 @@
 //!
 //! - [`normalizer`]: the sans-IO interface every venue adapter implements.
 //! - [`binance`]: Binance spot: normalizer and book sync.
+//! - [`okx`]: OKX v5: normalizer, `books` builder with seqId and checksum checks.
 //! - [`book`]: the L2 order book the adapters keep.
 //! - [`capture`]: reading captured raw frames from files.
 //! - [`driver`]: the tokio shell around a normalizer: connect, subscribe, ping, reconnect,
@@ -15,6 +16,7 @@ pub mod clock;
 pub mod driver;
 pub mod json;
 pub mod normalizer;
+pub mod okx;
 pub mod sim;
 pub mod symbols;
 pub mod tls;
