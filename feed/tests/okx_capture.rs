@@ -33,6 +33,9 @@ fn fixed(text: &str) -> i64 {
     parse_decimal(text.as_bytes()).unwrap().value
 }
 
+/// (price text, size text).
+type TextLevel = (String, String);
+
 /// One instrument's book by price text as OKX sent it, from raw JSON.
 #[derive(Default, Clone)]
 struct TruthBook {
@@ -63,7 +66,7 @@ impl TruthBook {
     }
 
     /// Levels best first, as (price text, size text).
-    fn sorted(&self) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    fn sorted(&self) -> (Vec<TextLevel>, Vec<TextLevel>) {
         let mut bids: Vec<_> = self.bids.clone().into_iter().collect();
         let mut asks: Vec<_> = self.asks.clone().into_iter().collect();
         bids.sort_by_key(|(p, _)| -fixed(p));
@@ -89,7 +92,7 @@ impl TruthBook {
     /// A `books` snapshot push of this book, as OKX would send after a subscribe.
     fn snapshot_push(&self, inst: &str) -> Vec<u8> {
         let (bids, asks) = self.sorted();
-        let lv = |v: &Vec<(String, String)>| {
+        let lv = |v: &Vec<TextLevel>| {
             v.iter()
                 .map(|(p, q)| serde_json::json!([p, q, "0", "1"]))
                 .collect::<Vec<_>>()

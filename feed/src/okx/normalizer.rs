@@ -755,8 +755,15 @@ impl OkxNormalizer {
 }
 
 /// An OKX subscribe/unsubscribe request for one channel of one instrument.
+/// Fields in the documented order (`op` first), strings JSON-escaped.
 pub fn request(op: &str, channel: &str, inst_id: &str) -> String {
-    serde_json::json!({"op": op, "args": [{"channel": channel, "instId": inst_id}]}).to_string()
+    let q = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+    format!(
+        "{{\"op\":{},\"args\":[{{\"channel\":{},\"instId\":{}}}]}}",
+        q(op),
+        q(channel),
+        q(inst_id)
+    )
 }
 
 /// Reads `[["px","sz","0","orders"], ...]` (extra elements ignored) into `msg.levels`.
