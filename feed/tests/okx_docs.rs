@@ -780,3 +780,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_crossing_confirmed_by_the_checksum_is_the_venues_book() {
+    let mut r = Run::new();
+    let snap = r#"{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"snapshot","data":[{"asks":[["3366.8","9","0","3"]],"bids":[["3366.1","7","0","3"]],"ts":"1","checksum":0}]}"#;
+    r.ok(snap);
+    // Bid 3367@1 crosses the ask; the checksum of "3367:1:3366.8:9:3366.1:7" confirms it.
+    let sum = crc32fast::hash(b"3367:1:3366.8:9:3366.1:7") as i32;
+    let upd = format!(
+        r#"{{"arg":{{"channel":"books","instId":"BTC-USDT"}},"action":"update","data":[{{"asks":[],"bids":[["3367","1","0","1"]],"ts":"2","checksum":{sum}}}]}}"#
+    );
+    r.ok(&upd);
+    assert_eq!(r.n.stats().get("checksum:ok"), 1);
+    assert_eq!(r.n.stats().gaps, 0, "{:?}", r.statuses());
+    assert!(r.book.is_valid());
+    assert!(r.book.is_crossed());
+}
+
+#[test]
+fn a_venue_error_while_resyncing_asks_for_a_new_connection() {
+    let mut r = Run::new();
+    r.ok(&books("snapshot", &[("100", "1")], &[("101", "1")], -1, 1));
+    r.ok(&books("update", &[("99", "1")], &[], 5, 6));
+    assert_eq!(r.actions.len(), 2);
+    assert!(r.feed(DOC_ERROR).is_err());
+    assert!(
+        matches!(r.actions.last(), Some(Action::Reconnect { reason }) if reason.contains("60012"))
+    );
+}
+
+#[test]
+fn huge_trade_ids_do_not_overflow() {
+    let mut r = Run::new();
+    r.ok(&trade(u64::MAX, 1));
+    r.ok(&trade(u64::MAX, 1));
+    r.ok(&trade(5, 1));
+    assert_eq!(r.n.stats().get("trades:duplicate"), 2);
+}

@@ -46,7 +46,8 @@ use std::collections::VecDeque;
 use simd_json::prelude::*;
 use simd_json::tape::{Array, Value};
 use tickwire_sdk::wire::{
-    Body, BookDelta, BookSide, Frame, Quote, Side, StatusCode, Trade, TradeId, Venue, flags,
+    Body, BookDelta, BookSide, BookSnapshot, Frame, Level, Quote, Side, StatusCode, Trade, TradeId,
+    Venue, flags,
 };
 
 use super::book::{OkxBook, TextLevel};
@@ -134,6 +135,17 @@ struct BookMsg {
     checksum: Option<i64>,
     seq: Option<i64>,
     prev_seq: Option<i64>,
+}
+
+/// The outcome of a checksum check.
+#[derive(Debug, PartialEq, Eq)]
+enum Checksum {
+    /// None sent, or the deprecated 0.
+    NotChecked,
+    /// The book matches.
+    Verified,
+    /// The book does not match: why.
+    Mismatch(String),
 }
 
 /// What a push is, from its `arg.channel`.
@@ -406,7 +418,7 @@ impl OkxNormalizer {
         st.last_seq = msg.seq;
         st.sync = Sync::Live;
         st.cross_ok = st.book.is_crossed();
-        if let Some(detail) = self.checksum_mismatch(i) {
+        if let Checksum::Mismatch(detail) = self.check_checksum(i) {
             self.break_book(i, format!("snapshot {detail}"), ts_recv, out);
             return;
         }
@@ -467,10 +479,15 @@ impl OkxNormalizer {
             st.book.set(*side, *l);
         }
         st.last_seq = self.msg.seq;
-        let mut broken = self.checksum_mismatch(i).map(|d| format!("{m} update {d}"));
+        let checksum = self.check_checksum(i);
         let st = &mut self.state[i];
+        let mut broken = None;
         if st.book.is_crossed() {
-            if broken.is_none() && !st.cross_ok {
+            if checksum == Checksum::Verified {
+                // The venue's checksum says this crossed book is its own (pre-open).
+                st.cross_ok = true;
+            }
+            if !st.cross_ok {
                 let (b, a) = (st.book.best_bid(), st.book.best_ask());
                 broken = Some(format!(
                     "book crossed after a {m} update (best bid {} >= best ask {})",
@@ -480,6 +497,9 @@ impl OkxNormalizer {
             }
         } else {
             st.cross_ok = false;
+        }
+        if let Checksum::Mismatch(detail) = checksum {
+            broken = Some(format!("{m} update {detail}"));
         }
         let (pd, qd) = (self.msg.precision.price, self.msg.precision.qty);
         let inst = self.symbols.announce(i, pd, qd, ts_recv, out);
@@ -508,21 +528,22 @@ impl OkxNormalizer {
         }
     }
 
-    /// `Some(why)` if the message carries a checksum (not the deprecated 0) that the book
-    /// does not match.
-    fn checksum_mismatch(&mut self, i: SymbolIndex) -> Option<String> {
-        let want = self.msg.checksum?;
+    /// Checks the message's checksum (unless absent, or the deprecated 0) against the book.
+    fn check_checksum(&mut self, i: SymbolIndex) -> Checksum {
+        let Some(want) = self.msg.checksum else {
+            return Checksum::NotChecked;
+        };
         if want == 0 {
             self.stats.count("checksum:zero");
-            return None;
+            return Checksum::NotChecked;
         }
         let got = self.state[i].book.checksum(&mut self.text);
         if i64::from(got) == want {
             self.stats.count("checksum:ok");
-            None
+            Checksum::Verified
         } else {
             self.stats.count("checksum:mismatch");
-            Some(format!(
+            Checksum::Mismatch(format!(
                 "checksum mismatch: the venue sent {want}, the book's top 25 levels give {got}"
             ))
         }
@@ -575,10 +596,21 @@ impl OkxNormalizer {
         let i = self.intern(symbol);
         for d in data.iter() {
             self.parse_book(&d, "books5")?;
-            let mut book = OkxBook::new();
+            // A whole 5-level book each push: sent best first; sorted anyway.
+            let mut snap = BookSnapshot::default();
             for (side, l) in &self.msg.levels {
-                book.set(*side, *l);
+                let level = Level {
+                    price: l.price,
+                    qty: l.qty,
+                };
+                match side {
+                    BookSide::Bid => snap.bids.push(level),
+                    BookSide::Ask => snap.asks.push(level),
+                }
             }
+            snap.bids
+                .sort_unstable_by_key(|l| std::cmp::Reverse(l.price));
+            snap.asks.sort_unstable_by_key(|l| l.price);
             let (pd, qd) = (self.msg.precision.price, self.msg.precision.qty);
             let inst = self.symbols.announce(i, pd, qd, ts_recv, out);
             out.frames.push(
@@ -587,7 +619,7 @@ impl OkxNormalizer {
                     inst,
                     venue_time_to_ns(self.msg.ts),
                     ts_recv,
-                    Body::BookSnapshot(book.snapshot()),
+                    Body::BookSnapshot(snap),
                 )
                 .with_flags(flags::SNAPSHOT | flags::LAST),
             );
@@ -717,7 +749,7 @@ impl OkxNormalizer {
                             self.stats.count("trades:duplicate");
                             continue;
                         }
-                        Some(prev) if first > prev + 1 => {
+                        Some(prev) if first > prev.saturating_add(1) => {
                             *last = Some(id);
                             self.stats.gaps += 1;
                             let detail = format!(
