@@ -506,7 +506,8 @@ impl OkxNormalizer {
         let extra = if broken.is_some() { flags::BAD_BOOK } else { 0 };
         let ts = venue_time_to_ns(self.msg.ts);
         let n = self.msg.levels.len();
-        for (k, (side, l)) in self.msg.levels.iter().enumerate() {
+        // `as_slice`: on a Vec, `iter` would resolve to value_trait's boxed `Array::iter`.
+        for (k, (side, l)) in self.msg.levels.as_slice().iter().enumerate() {
             let last = if k + 1 == n { flags::LAST } else { 0 };
             out.frames.push(
                 Frame::new(
@@ -640,6 +641,7 @@ impl OkxNormalizer {
             let best = |side: BookSide| {
                 self.msg
                     .levels
+                    .as_slice()
                     .iter()
                     .find(|(s, _)| *s == side)
                     .map_or((0, 0), |(_, l)| (l.price, l.qty))
