@@ -490,6 +490,20 @@ fn update_before_snapshot_and_unreadable_update_are_gaps() {
     let st = r.statuses();
     assert_eq!(st.last().unwrap().1, StatusCode::Gap);
     assert!(st.last().unwrap().2.contains("unreadable"));
+    // An unreadable snapshot asks for another one.
+    let actions = r.actions.len();
+    let bad_snap = r#"{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"snapshot","data":[{"asks":[["1","-1","0","1"]],"bids":[],"ts":"1"}]}"#;
+    assert!(r.feed(bad_snap).is_err());
+    assert_eq!(r.actions.len(), actions + 2);
+    assert!(
+        r.statuses()
+            .last()
+            .unwrap()
+            .2
+            .contains("unreadable books snapshot")
+    );
+    r.ok(&books("snapshot", &[("100", "1")], &[("101", "1")], -1, 9));
+    assert_eq!(r.statuses().last().unwrap().1, StatusCode::Resynced);
 }
 
 #[test]

@@ -393,9 +393,11 @@ impl OkxNormalizer {
         };
         for d in data.iter() {
             if let Err(e) = self.parse_book(&d, m) {
-                // An update we cannot read leaves the book in doubt.
-                if !snapshot && self.state[i].sync == Sync::Live {
-                    self.break_book(i, format!("unreadable {m} update: {e}"), ts_recv, out);
+                // An update we cannot read leaves the book in doubt; a snapshot we cannot
+                // read leaves it unbuilt: either way, ask for another snapshot.
+                if snapshot || self.state[i].sync == Sync::Live {
+                    let what = if snapshot { "snapshot" } else { "update" };
+                    self.break_book(i, format!("unreadable {m} {what}: {e}"), ts_recv, out);
                 }
                 return Err(e);
             }
