@@ -39,6 +39,9 @@ pub struct OkxBook {
     bids: Vec<TextLevel>,
     /// Descending price: the best ask is last.
     asks: Vec<TextLevel>,
+    /// The checksum of the top levels, until a change reaches them (deep changes, common in
+    /// a 400-level book, leave it valid).
+    cached: Option<i32>,
 }
 
 impl OkxBook {
@@ -51,6 +54,7 @@ impl OkxBook {
     pub fn clear(&mut self) {
         self.bids.clear();
         self.asks.clear();
+        self.cached = None;
     }
 
     /// Sets a level (size 0 removes it; removing an absent level is a no-op).
@@ -65,13 +69,27 @@ impl OkxBook {
                 (&mut self.asks, pos)
             }
         };
-        match (pos, level.qty == 0) {
+        // The vector is best-last: index i is among the top levels when it is within
+        // CHECKSUM_DEPTH of the end (after an insert, before a removal).
+        let top = |i: usize, len: usize| i + CHECKSUM_DEPTH >= len;
+        let touched_top = match (pos, level.qty == 0) {
             (Ok(i), true) => {
+                let t = top(i, v.len());
                 v.remove(i);
+                t
             }
-            (Ok(i), false) => v[i] = level,
-            (Err(_), true) => {}
-            (Err(i), false) => v.insert(i, level),
+            (Ok(i), false) => {
+                v[i] = level;
+                top(i, v.len())
+            }
+            (Err(_), true) => false,
+            (Err(i), false) => {
+                v.insert(i, level);
+                top(i, v.len())
+            }
+        };
+        if touched_top {
+            self.cached = None;
         }
     }
 
@@ -142,9 +160,14 @@ impl OkxBook {
     }
 
     /// The checksum as OKX sends it (signed 32-bit), using `text` as scratch.
-    pub fn checksum(&self, text: &mut Vec<u8>) -> i32 {
+    pub fn checksum(&mut self, text: &mut Vec<u8>) -> i32 {
+        if let Some(c) = self.cached {
+            return c;
+        }
         self.checksum_text(text);
-        crc32fast::hash(text) as i32
+        let c = crc32fast::hash(text) as i32;
+        self.cached = Some(c);
+        c
     }
 }
 
@@ -180,7 +203,7 @@ mod tests {
     #[test]
     fn documented_checksum_examples() {
         let mut text = Vec::new();
-        let b = book(
+        let mut b = book(
             &[("3366.1", "7"), ("3366", "6")],
             &[("3366.8", "9"), ("3368", "8")],
         );
@@ -188,7 +211,7 @@ mod tests {
         assert_eq!(text, b"3366.1:7:3366.8:9:3366:6:3368:8");
         assert_eq!(b.checksum(&mut text), -1_881_014_294);
 
-        let b = book(
+        let mut b = book(
             &[("3366.1", "7")],
             &[("3366.8", "9"), ("3368", "8"), ("3372", "8")],
         );
@@ -210,6 +233,40 @@ mod tests {
         assert_eq!(s.split(':').count(), 100);
         assert!(s.starts_with("1000:1.50:1001:0.010:999:1.50:"));
         assert!(!s.contains("975:"));
+    }
+
+    #[test]
+    fn the_cached_checksum_always_equals_a_fresh_one() {
+        let mut b = OkxBook::new();
+        let mut text = Vec::new();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for step in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let side = if x & 1 == 0 {
+                BookSide::Bid
+            } else {
+                BookSide::Ask
+            };
+            let off = (x >> 8) % 60;
+            let price = if side == BookSide::Bid {
+                1000 - off
+            } else {
+                1001 + off
+            };
+            let qty = if (x >> 20) % 4 == 0 {
+                0
+            } else {
+                (x >> 24) % 9 + 1
+            };
+            let dec = if (x >> 30) % 3 == 0 { ".0" } else { "" };
+            b.set(side, lvl(&price.to_string(), &format!("{qty}{dec}")));
+            let cached = b.checksum(&mut text);
+            let mut fresh = b.clone();
+            fresh.cached = None;
+            assert_eq!(cached, fresh.checksum(&mut text), "step {step}");
+        }
     }
 
     #[test]
