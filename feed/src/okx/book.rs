@@ -255,12 +255,16 @@ mod tests {
             } else {
                 1001 + off
             };
-            let qty = if (x >> 20) % 4 == 0 {
+            let qty = if (x >> 20).is_multiple_of(4) {
                 0
             } else {
                 (x >> 24) % 9 + 1
             };
-            let dec = if (x >> 30) % 3 == 0 { ".0" } else { "" };
+            let dec = if (x >> 30).is_multiple_of(3) {
+                ".0"
+            } else {
+                ""
+            };
             b.set(side, lvl(&price.to_string(), &format!("{qty}{dec}")));
             let cached = b.checksum(&mut text);
             let mut fresh = b.clone();
