@@ -15,6 +15,13 @@
 //!
 //! Everything else is counted as `ignored:<channel>` or `ignored:event:<event>`.
 //!
+//! Stats keys: one per message type (`books`, `books-l2-tbt`, `books50-l2-tbt`, `books5`,
+//! `bbo-tbt`, `tickers`, `trades`, `trades-all`, `pong`, `event:subscribe`,
+//! `event:unsubscribe`, `event:error`, `event:notice`, `event:channel-conn-count`,
+//! `event:channel-conn-count-error`, `ignored:...`), plus outcomes: `book:synced`,
+//! `checksum:ok` / `checksum:zero` / `checksum:mismatch`, `books:skipped_while_resyncing`,
+//! `trades:duplicate`, and `error:json` / `error:message` / `error:snapshot`.
+//!
 //! Book integrity, per instrument:
 //!
 //! - sequence: an update's `prevSeqId` must equal the `seqId` of the message before it. A
@@ -384,11 +391,15 @@ impl OkxNormalizer {
             Some("snapshot") => true,
             Some("update") => false,
             _ => {
-                return Err(NormalizeError::Field {
+                let e = NormalizeError::Field {
                     message: m,
                     field: "action",
                     expected: "\"snapshot\" or \"update\"",
-                });
+                };
+                if self.state[i].sync == Sync::Live {
+                    self.break_book(i, format!("unreadable {m} push: {e}"), ts_recv, out);
+                }
+                return Err(e);
             }
         };
         for d in data.iter() {
