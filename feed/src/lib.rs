@@ -3,9 +3,10 @@
 //! - [`normalizer`]: the sans-IO interface every venue adapter implements.
 //! - [`binance`]: Binance spot and USD-M futures: normalizer and book sync.
 //! - [`bybit`]: Bybit v5 spot and linear: normalizer and books.
-//! - [`kraken`]: Kraken spot, WebSocket v2 and v1: normalizer and checksum-verified books.
 //! - [`coinbase`]: Coinbase Exchange: normalizer and level2 books.
 //! - [`coinbase_advanced`]: Coinbase Advanced Trade: normalizer and level2 books.
+//! - [`kraken`]: Kraken spot, WebSocket v2 and v1: normalizer and checksum-verified books.
+//! - [`okx`]: OKX v5: normalizer, `books` builder with seqId and checksum checks.
 //! - [`book`]: the L2 order book the adapters keep.
 //! - [`capture`]: reading captured raw frames from files.
 //! - [`driver`]: the tokio shell around a normalizer: connect, subscribe, ping, reconnect,
@@ -24,6 +25,7 @@ pub mod driver;
 pub mod json;
 pub mod kraken;
 pub mod normalizer;
+pub mod okx;
 pub mod sim;
 pub mod symbols;
 pub mod tls;
