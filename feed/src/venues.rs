@@ -12,50 +12,17 @@ use crate::coinbase::{CoinbaseExchange, CoinbaseNormalizer};
 use crate::coinbase_advanced::{CoinbaseAdvancedNormalizer, CoinbaseAdvancedTrade};
 use crate::kraken::{Dialect, KrakenNormalizer, KrakenSpot};
 use crate::normalizer::Normalizer;
+use crate::okx::{OkxNormalizer, OkxSpec};
 use crate::venue::VenueSpec;
 
-/// A venue this build cannot do something with yet.
+/// A connection request that cannot be served as given.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum VenueError {
-    /// The venue has no adapter for this use.
-    #[error("{venue} is not supported for {what} yet; supported: {supported}")]
-    Unsupported {
-        /// The venue asked for.
-        venue: Venue,
-        /// What was asked (normalizing captures, connecting).
-        what: &'static str,
-        /// The venues that are.
-        supported: String,
-    },
-    /// The request cannot be served as given (no symbols, too many streams...).
-    #[error("{0}")]
-    Invalid(String),
-}
-
-/// Venues whose captures [`normalizer`] can read.
-pub const NORMALIZE: [Venue; 7] = [
-    Venue::Binance,
-    Venue::BinanceFutures,
-    Venue::Coinbase,
-    Venue::CoinbaseAdvanced,
-    Venue::Kraken,
-    Venue::Bybit,
-    Venue::BybitLinear,
-];
-/// Venues [`spec`] can connect to.
-pub const CONNECT: [Venue; 7] = NORMALIZE;
-
-fn names(venues: &[Venue]) -> String {
-    venues
-        .iter()
-        .map(|v| v.name())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+#[error("{0}")]
+pub struct VenueError(pub String);
 
 /// A fresh normalizer for `venue`'s dialect, learning symbols from the data.
-pub fn normalizer(venue: Venue) -> Result<Box<dyn Normalizer>, VenueError> {
-    Ok(match venue {
+pub fn normalizer(venue: Venue) -> Box<dyn Normalizer> {
+    match venue {
         Venue::Binance => Box::new(BinanceNormalizer::spot(&[])),
         Venue::BinanceFutures => Box::new(BinanceNormalizer::usd_futures(&[])),
         // Resyncs go through `level2` (what captures hold); a live connection's spec picks
@@ -68,16 +35,10 @@ pub fn normalizer(venue: Venue) -> Result<Box<dyn Normalizer>, VenueError> {
             &[],
             crate::kraken::normalizer::DEFAULT_DEPTH,
         )),
+        Venue::Okx => Box::new(OkxNormalizer::new(&[])),
         Venue::Bybit => Box::new(BybitNormalizer::spot(&[])),
         Venue::BybitLinear => Box::new(BybitNormalizer::linear(&[])),
-        other => {
-            return Err(VenueError::Unsupported {
-                venue: other,
-                what: "normalizing",
-                supported: names(&NORMALIZE),
-            });
-        }
-    })
+    }
 }
 
 /// Endpoints to use instead of the venue's own (a simulator's, a proxy's).
@@ -97,7 +58,7 @@ pub fn spec(
     endpoints: &Endpoints,
 ) -> Result<Arc<dyn VenueSpec>, VenueError> {
     if symbols.is_empty() {
-        return Err(VenueError::Invalid(format!(
+        return Err(VenueError(format!(
             "--venue {venue} needs --symbols, e.g. --symbols {}",
             example_symbols(venue)
         )));
@@ -115,7 +76,7 @@ pub fn spec(
                 spec.rest_base = rest.trim_end_matches('/').to_string();
             }
             if spec.streams().len() > MAX_STREAMS {
-                return Err(VenueError::Invalid(format!(
+                return Err(VenueError(format!(
                     "Binance allows at most {MAX_STREAMS} streams per connection; pass fewer symbols"
                 )));
             }
@@ -142,6 +103,13 @@ pub fn spec(
             }
             Ok(Arc::new(spec))
         }
+        Venue::Okx => {
+            let mut spec = OkxSpec::new(symbols);
+            if let Some(ws) = &endpoints.ws {
+                spec = spec.at(ws);
+            }
+            Ok(Arc::new(spec))
+        }
         Venue::Bybit | Venue::BybitLinear => {
             let mut spec = match venue {
                 Venue::Bybit => BybitSpec::spot(symbols),
@@ -150,14 +118,9 @@ pub fn spec(
             if let Some(ws) = &endpoints.ws {
                 spec = spec.at(ws);
             }
-            spec.validate().map_err(VenueError::Invalid)?;
+            spec.validate().map_err(VenueError)?;
             Ok(Arc::new(spec))
         }
-        other => Err(VenueError::Unsupported {
-            venue: other,
-            what: "connecting",
-            supported: names(&CONNECT),
-        }),
     }
 }
 
@@ -177,33 +140,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_listed_venue_has_a_normalizer_and_a_spec() {
-        for v in NORMALIZE {
-            assert_eq!(normalizer(v).unwrap().venue(), v);
-        }
-        for v in CONNECT {
-            let s = spec(
-                v,
-                vec![example_symbols(v).split(',').next().unwrap().into()],
-                &Endpoints::default(),
-            )
-            .unwrap();
+    fn every_venue_has_a_normalizer_and_a_spec() {
+        for v in Venue::ALL {
+            assert_eq!(normalizer(v).venue(), v);
+            let symbol = example_symbols(v).split(',').next().unwrap().to_string();
+            let s = spec(v, vec![symbol], &Endpoints::default()).unwrap();
             assert_eq!(s.venue(), v);
             assert_eq!(s.new_normalizer().venue(), v);
+            assert!(!s.subscribe_messages().is_empty(), "{v}");
+            let local = spec(
+                v,
+                vec![example_symbols(v).split(',').next().unwrap().to_string()],
+                &Endpoints {
+                    ws: Some("ws://127.0.0.1:9".into()),
+                    rest: Some("http://127.0.0.1:9".into()),
+                },
+            )
+            .unwrap();
+            assert!(
+                local.ws_url().starts_with("ws://127.0.0.1:9"),
+                "{v}: {}",
+                local.ws_url()
+            );
         }
     }
 
     #[test]
-    fn unsupported_and_empty_requests_say_what_to_do() {
-        let e = spec(Venue::Binance, vec![], &Endpoints::default())
+    fn a_request_without_symbols_says_what_to_do() {
+        let e = spec(Venue::Okx, vec![], &Endpoints::default())
             .err()
             .unwrap();
-        assert!(e.to_string().contains("--symbols"), "{e}");
-        for v in Venue::ALL {
-            if !NORMALIZE.contains(&v) {
-                let e = normalizer(v).err().unwrap();
-                assert!(e.to_string().contains("supported: binance"), "{e}");
-            }
-        }
+        assert!(e.to_string().contains("--symbols BTC-USDT"), "{e}");
     }
 }

@@ -22,7 +22,7 @@ pub struct NormalizeArgs {
 
 /// Runs the command, writing JSON lines to `out` and a summary to stderr.
 pub fn run(args: &NormalizeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let mut normalizer: Box<dyn Normalizer> = tickwire_feed::venues::normalizer(args.venue)?;
+    let mut normalizer: Box<dyn Normalizer> = tickwire_feed::venues::normalizer(args.venue);
     let records = read_merged(&args.files)?;
     let names: Vec<String> = args.files.iter().map(|f| f.display().to_string()).collect();
     let mut w = BufWriter::with_capacity(1 << 16, out);
