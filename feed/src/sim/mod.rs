@@ -35,6 +35,7 @@
 //! `server` and `runner` modules.
 
 pub mod capture_source;
+pub mod dialect;
 pub mod fanout;
 pub mod market;
 pub mod protocol;
