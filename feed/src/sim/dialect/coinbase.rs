@@ -50,6 +50,10 @@ impl Dialect for ExchangeDialect {
     fn session(&self, _path: &str) -> Box<dyn Session> {
         Box::new(ExchangeSession::new())
     }
+
+    fn symbol(&self, spec: &SymbolSpec) -> String {
+        venue_symbol(spec, "-")
+    }
 }
 
 /// The channels served.
