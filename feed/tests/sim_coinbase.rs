@@ -1,6 +1,7 @@
-//! Coinbase Exchange end to end on a real socket: the simulator speaking the Exchange dialect
-//! on `/`, the connection driver with the registry's Coinbase spec (matches, heartbeat,
-//! ticker, level2_batch) and the Coinbase normalizer. Every book rebuilt from the emitted
+//! Coinbase end to end on a real socket, both dialects (one simulator each, both on `/`):
+//! the connection driver with the registry's spec and the real normalizer. Exchange:
+//! matches, heartbeat, ticker, level2_batch. Advanced Trade: heartbeats, market_trades,
+//! ticker, level2 with the per-connection `sequence_num`. Every book rebuilt from the emitted
 //! frames must equal the simulator's REST book (Coinbase's level2 is the whole book), with no
 //! gap on the way.
 
@@ -42,11 +43,20 @@ fn side(levels: &Value) -> Vec<(i64, i64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchange_dialect_driver_and_normalizer_rebuild_every_book() {
+    rebuild_every_book(Venue::Coinbase).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advanced_trade_dialect_driver_and_normalizer_rebuild_every_book() {
+    rebuild_every_book(Venue::CoinbaseAdvanced).await;
+}
+
+async fn rebuild_every_book(venue: Venue) {
     let sim = sim::start(SimConfig {
         speed: 10.0,
         looping: false,
         paused: true,
-        venue: Venue::Coinbase,
+        venue,
         ..SimConfig::demo()
     })
     .await
@@ -57,7 +67,7 @@ async fn exchange_dialect_driver_and_normalizer_rebuild_every_book() {
     assert!(sim.venue_ws_url().ends_with('/'));
 
     let spec = venues::spec(
-        Venue::Coinbase,
+        venue,
         products.clone(),
         &Endpoints {
             ws: Some(sim.venue_ws_url()),
@@ -91,7 +101,7 @@ async fn exchange_dialect_driver_and_normalizer_rebuild_every_book() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 200);
         let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-        venue_books.insert(instrument_id(Venue::Coinbase, p), v);
+        venue_books.insert(instrument_id(venue, p), v);
     }
     shutdown.trigger();
     tokio::time::timeout(Duration::from_secs(5), driver)
@@ -103,7 +113,7 @@ async fn exchange_dialect_driver_and_normalizer_rebuild_every_book() {
     let mut books: HashMap<u32, L2Book> = HashMap::new();
     let (mut trades, mut quotes, mut deltas, mut snapshots) = (0, 0, 0, 0);
     for f in &frames {
-        assert_eq!(f.venue, Venue::Coinbase.id());
+        assert_eq!(f.venue, venue.id());
         match &f.body {
             Body::Status(s) => assert!(!matches!(s.code, StatusCode::Gap), "no gap: {}", s.detail),
             Body::Trade(_) => trades += 1,

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use tickwire_sdk::wire::Venue;
 
 pub mod coinbase;
+pub mod coinbase_advanced;
 
 use super::fanout::CloseReason;
 use super::market::{DepthSnapshot, Emitted};
@@ -91,7 +92,10 @@ pub fn for_venue(venue: Venue) -> Option<Arc<dyn Dialect>> {
 
 /// Every dialect the simulator speaks besides Binance's.
 pub fn all() -> Vec<Arc<dyn Dialect>> {
-    vec![Arc::new(coinbase::ExchangeDialect)]
+    vec![
+        Arc::new(coinbase::ExchangeDialect),
+        Arc::new(coinbase_advanced::AdvancedTradeDialect),
+    ]
 }
 
 /// The venue spelling of a catalog symbol: `base` + `sep` + `quote` (`BTC-USDT`, `BTC/USD`),
