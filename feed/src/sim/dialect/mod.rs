@@ -20,6 +20,8 @@
 
 use tickwire_sdk::wire::Venue;
 
+pub mod bybit;
+
 use super::fanout::CloseReason;
 use super::market::{DepthSnapshot, Emitted};
 use super::stream::{Catalog, StreamKind, SymbolId, SymbolSpec};
