@@ -579,6 +579,10 @@ fn ticker_fields(
     ms: u64,
 ) -> Option<Vec<(&'static str, String)>> {
     let (pd, qd) = (decimals_of(spec.tick), decimals_of(spec.step));
+    if market == Market::Linear && st.top.is_none() {
+        // bid1/ask1 unknown yet: an empty string would say there is no level.
+        return None;
+    }
     let mid = st.mid(spec.tick);
     let last = st.last.or(mid)?;
     let d = |v: i64, decimals: u8| {
@@ -854,6 +858,13 @@ impl Session for BybitSession {
         let Some(spec) = ctx.catalog.spec(sym) else {
             return;
         };
+        if st.top.is_none()
+            && let Some(s) = ctx.books.book(sym, 1)
+        {
+            // The book was unknown at subscription and is known now.
+            st.top = Some(top_of(&s));
+            st.cs = st.cs.max(s.last_update_id);
+        }
         let ms = wall_ns / 1_000_000;
         let market = self.market;
         match (&event.event, event.key.kind) {
@@ -903,6 +914,9 @@ impl Session for BybitSession {
             (Event::Depth(d), StreamKind::Depth100ms) => {
                 st.cs = st.cs.max(d.last_update_id);
                 for sub in self.subs.iter_mut().filter(|s| s.symbol == sym) {
+                    if let Feed::Top { sent: None, .. } = sub.feed {
+                        push_top(sub, st, spec, wall_ns, out);
+                    }
                     let Feed::Book { depth, state } = &mut sub.feed else {
                         continue;
                     };
@@ -970,6 +984,714 @@ impl Session for BybitSession {
                 st.cs,
                 ctx.now_ns / 1_000_000,
             ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bybit::{BybitNormalizer, BybitSpec, QuoteSource};
+    use crate::normalizer::{NormalizeError, Normalizer, Output};
+    use crate::sim::dialect::BookSource;
+    use crate::sim::market::DepthDiff;
+    use crate::sim::stream::{Catalog, StreamKey};
+    use crate::venue::VenueSpec;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use tickwire_sdk::L2Book;
+    use tickwire_sdk::wire::{Body, Frame, Quote, Side, StatusCode, TradeId, instrument_id};
+
+    const TICK: i64 = 10_000_000; // 0.01
+    const STEP: i64 = 1_000_000; // 0.001
+    const T0: u64 = 1_714_000_000_000_000_000;
+
+    /// The simulated market: books with their update ids, and whether they are known yet.
+    struct Books {
+        books: Vec<(OrderBook, u64)>,
+        known: bool,
+    }
+
+    impl BookSource for Books {
+        fn book(&self, symbol: SymbolId, limit: usize) -> Option<DepthSnapshot> {
+            let (b, u) = self.books.get(symbol as usize).filter(|_| self.known)?;
+            Some(DepthSnapshot::of(b, *u, limit))
+        }
+    }
+
+    /// A seeded random market of two symbols.
+    struct World {
+        catalog: Catalog,
+        books: Books,
+        rng: StdRng,
+        mids: Vec<i64>,
+        next_id: u64,
+        trade_id: u64,
+        now: u64,
+    }
+
+    const SYMBOLS: [&str; 2] = ["BTCUSDT", "ETHUSDT"];
+
+    impl World {
+        fn new(seed: u64) -> World {
+            let mut catalog = Catalog::new();
+            for s in SYMBOLS {
+                catalog.add(SymbolSpec::new(s, TICK, STEP)).unwrap();
+            }
+            let mut w = World {
+                catalog,
+                books: Books {
+                    books: Vec::new(),
+                    known: true,
+                },
+                rng: StdRng::seed_from_u64(seed),
+                mids: vec![64_000 * 1_000_000_000, 3_000 * 1_000_000_000],
+                next_id: 1_000,
+                trade_id: 5_000_000,
+                now: T0,
+            };
+            for i in 0..SYMBOLS.len() {
+                let mut b = OrderBook::new();
+                for n in 1..=80 {
+                    let q = w.rng.random_range(1..5_000) * STEP;
+                    b.set(BookSide::Bid, w.mids[i] - n * TICK, q);
+                    let q = w.rng.random_range(1..5_000) * STEP;
+                    b.set(BookSide::Ask, w.mids[i] + n * TICK, q);
+                }
+                w.books.books.push((b, w.next_id));
+            }
+            w
+        }
+
+        fn ctx(&self) -> Ctx<'_> {
+            Ctx {
+                catalog: &self.catalog,
+                books: &self.books,
+                now_ns: self.now,
+            }
+        }
+
+        fn top(&self, s: SymbolId) -> Top {
+            crate::sim::market::top(&self.books.books[s as usize].0)
+        }
+
+        /// The events of one market step, and the books after it. The book of the symbol
+        /// changes before `pending_books` returns: the caller picks when it becomes visible.
+        fn step(&mut self) -> (Vec<Emitted>, SymbolId, DepthUpdate) {
+            self.now += self.rng.random_range(1..50_000_000);
+            let s = self.rng.random_range(0..SYMBOLS.len());
+            let id = s as SymbolId;
+            let mut diff = DepthDiff::new();
+            let book = &mut self.books.books[s].0;
+            if self.rng.random_bool(0.15) {
+                let mv = self.rng.random_range(-3i64..=3) * TICK;
+                self.mids[s] += mv;
+            }
+            let mid = self.mids[s];
+            // Keep the book uncrossed around the mid.
+            let crossed_bids: Vec<i64> = book
+                .bids()
+                .filter(|l| l.price >= mid)
+                .map(|l| l.price)
+                .collect();
+            let crossed_asks: Vec<i64> = book
+                .asks()
+                .filter(|l| l.price <= mid)
+                .map(|l| l.price)
+                .collect();
+            for p in crossed_bids {
+                self.next_id += 1;
+                diff.record(BookSide::Bid, p, 0, self.next_id);
+            }
+            for p in crossed_asks {
+                self.next_id += 1;
+                diff.record(BookSide::Ask, p, 0, self.next_id);
+            }
+            for _ in 0..self.rng.random_range(1..8) {
+                let n = self.rng.random_range(1..110);
+                let bid = self.rng.random_bool(0.5);
+                let (side, price) = if bid {
+                    (BookSide::Bid, mid - n * TICK)
+                } else {
+                    (BookSide::Ask, mid + n * TICK)
+                };
+                let qty = if self.rng.random_bool(0.35) {
+                    0
+                } else {
+                    self.rng.random_range(1..5_000) * STEP
+                };
+                self.next_id += 1;
+                diff.record(side, price, qty, self.next_id);
+            }
+            let update = diff.take().unwrap();
+            let before = crate::sim::market::top(book);
+            let mut after_book = book.clone();
+            apply(&mut after_book, &update);
+            let after = crate::sim::market::top(&after_book);
+            let key = |kind| StreamKey { symbol: id, kind };
+            let mut events = vec![Emitted {
+                key: key(StreamKind::Depth100ms),
+                at: 0,
+                event: Event::Depth(update.clone()),
+            }];
+            // Binance-only kinds: ignored by the dialect.
+            events.push(Emitted {
+                key: key(StreamKind::Depth1000ms),
+                at: 0,
+                event: Event::Depth(update.clone()),
+            });
+            if after != before {
+                events.push(Emitted {
+                    key: key(StreamKind::BookTicker),
+                    at: 0,
+                    event: Event::BookTicker {
+                        update_id: update.last_update_id,
+                        bid: after.0,
+                        ask: after.1,
+                    },
+                });
+            }
+            if self.rng.random_bool(0.4) {
+                let buyer_maker = self.rng.random_bool(0.5);
+                let l = if buyer_maker { after.0 } else { after.1 };
+                if l.qty > 0 {
+                    self.trade_id += 1;
+                    let qty = self.rng.random_range(1..l.qty / STEP + 1) * STEP;
+                    for kind in [StreamKind::Trade, StreamKind::AggTrade] {
+                        events.push(Emitted {
+                            key: key(kind),
+                            at: 0,
+                            event: if kind == StreamKind::Trade {
+                                Event::Trade {
+                                    id: self.trade_id,
+                                    price: l.price,
+                                    qty,
+                                    buyer_maker,
+                                }
+                            } else {
+                                Event::AggTrade {
+                                    id: self.trade_id,
+                                    first_trade: self.trade_id,
+                                    last_trade: self.trade_id,
+                                    price: l.price,
+                                    qty,
+                                    buyer_maker,
+                                }
+                            },
+                        });
+                    }
+                }
+            }
+            (events, id, update)
+        }
+
+        fn commit(&mut self, s: SymbolId, update: &DepthUpdate) {
+            let (b, u) = &mut self.books.books[s as usize];
+            apply(b, update);
+            *u = update.last_update_id;
+        }
+    }
+
+    /// The venue's real normalizer and what it emitted, per symbol.
+    struct Client {
+        n: BybitNormalizer,
+        out: Output,
+        books: Vec<L2Book>,
+        quotes: Vec<Option<Quote>>,
+        trades: Vec<Frame>,
+        market: Market,
+    }
+
+    impl Client {
+        fn new(market: Market) -> Client {
+            let symbols: Vec<String> = SYMBOLS.iter().map(|s| s.to_string()).collect();
+            Client {
+                n: BybitNormalizer::new(market, &symbols),
+                out: Output::new(),
+                books: vec![L2Book::new(), L2Book::new()],
+                quotes: vec![None, None],
+                trades: Vec::new(),
+                market,
+            }
+        }
+
+        fn symbol_of(&self, f: &Frame) -> usize {
+            SYMBOLS
+                .iter()
+                .position(|s| instrument_id(self.market.venue(), s) == f.instrument)
+                .expect("a known instrument")
+        }
+
+        fn feed(&mut self, msgs: &[String]) -> Result<(), NormalizeError> {
+            for m in msgs {
+                self.out.clear();
+                let r = self.n.on_message(m.as_bytes(), 1, &mut self.out);
+                assert!(self.out.actions.is_empty(), "no resync: {m}");
+                for f in std::mem::take(&mut self.out.frames) {
+                    match &f.body {
+                        Body::Status(s) => {
+                            assert_ne!(s.code, StatusCode::Gap, "{}: {m}", s.detail)
+                        }
+                        Body::BookSnapshot(_) | Body::BookDelta(_) => {
+                            let i = self.symbol_of(&f);
+                            self.books[i].apply_owned(&f);
+                        }
+                        Body::Quote(q) => {
+                            let i = self.symbol_of(&f);
+                            self.quotes[i] = Some(*q);
+                        }
+                        Body::Trade(_) => self.trades.push(f),
+                        _ => {}
+                    }
+                }
+                r?;
+            }
+            Ok(())
+        }
+    }
+
+    fn quote(top: Top) -> Quote {
+        Quote {
+            bid_px: top.0.price,
+            bid_qty: top.0.qty,
+            ask_px: top.1.price,
+            ask_qty: top.1.qty,
+        }
+    }
+
+    fn side(levels: impl Iterator<Item = Level>) -> Vec<(i64, i64)> {
+        levels.map(|l| (l.price, l.qty)).collect()
+    }
+
+    /// Subscribes with the adapter's own requests, runs `steps` seeded market steps through
+    /// the session and the real normalizer, and checks the books, quotes and trades after
+    /// every step.
+    fn run(market: Market, depth: u32, quotes: QuoteSource, seed: u64, known: bool, steps: usize) {
+        let mut w = World::new(seed);
+        w.books.known = known;
+        let mut session = BybitDialect::new(market).new_session();
+        let mut client = Client::new(market);
+        let mut spec = BybitSpec::new(market, SYMBOLS.iter().map(|s| s.to_string()).collect());
+        spec.book_depth = depth;
+        spec.quotes = quotes;
+        client.n.on_connect(1, &mut client.out);
+        let mut out = Vec::new();
+        for m in spec.subscribe_messages() {
+            session.on_text(&m, &w.ctx(), &mut out).unwrap();
+        }
+        let acks = out
+            .iter()
+            .filter(|m| m.contains("\"op\":\"subscribe\""))
+            .count();
+        assert_eq!(acks, spec.subscribe_messages().len());
+        if known {
+            // Books and level 1 at once; tickers when a last price or mid is known.
+            assert!(out.len() > acks, "snapshots on subscribe");
+        } else {
+            assert_eq!(
+                out.len(),
+                acks,
+                "nothing to send before the books are known"
+            );
+        }
+        client.feed(&out).unwrap();
+        w.books.known = true;
+        let d = depth as usize;
+        let mut trades_sent = Vec::new();
+        for k in 0..steps {
+            let (events, s, update) = w.step();
+            // The book the source exposes may or may not include the event yet.
+            let early = w.rng.random_bool(0.5);
+            if early {
+                w.commit(s, &update);
+            }
+            let mut out = Vec::new();
+            for e in &events {
+                session.on_event(e, w.now, &w.ctx(), &mut out);
+                if let Event::Trade {
+                    id,
+                    price,
+                    qty,
+                    buyer_maker,
+                } = e.event
+                {
+                    trades_sent.push((s, id, price, qty, buyer_maker));
+                }
+            }
+            if !early {
+                w.commit(s, &update);
+            }
+            if k % 20 == 0 {
+                w.now += 1_000_000_000;
+                session.on_tick(&w.ctx(), &mut out);
+            }
+            client.feed(&out).unwrap();
+            for i in 0..SYMBOLS.len() {
+                let (b, _) = &w.books.books[i];
+                let c = &client.books[i];
+                if !known && !c.is_valid() {
+                    // Not synced before this symbol's first depth event.
+                    assert_eq!(c.depth(), (0, 0));
+                    continue;
+                }
+                assert!(c.is_valid(), "step {k}");
+                assert_eq!(side(c.bids()), side(b.bids().take(d)), "bids step {k}");
+                assert_eq!(side(c.asks()), side(b.asks().take(d)), "asks step {k}");
+                if let Some(q) = client.quotes[i] {
+                    assert_eq!(q, quote(w.top(i as SymbolId)), "quote step {k}");
+                }
+            }
+        }
+        let stats = client.n.stats();
+        assert_eq!(stats.errors, 0);
+        assert_eq!(stats.gaps, 0);
+        assert_eq!(stats.get("book:synced"), 2, "one snapshot per symbol");
+        assert!(client.quotes.iter().all(Option::is_some));
+        // Every trade, exactly, in order.
+        assert_eq!(client.trades.len(), trades_sent.len());
+        for (f, (s, id, price, qty, buyer_maker)) in client.trades.iter().zip(&trades_sent) {
+            let Body::Trade(t) = &f.body else {
+                unreachable!()
+            };
+            assert_eq!(client.symbol_of(f), *s as usize);
+            assert_eq!((t.price, t.qty), (*price, *qty));
+            assert_eq!(t.side, if *buyer_maker { Side::Sell } else { Side::Buy });
+            let want = match market {
+                Market::Spot => TradeId::Num(*id),
+                Market::Linear => TradeId::Text(linear_trade_id(SYMBOLS[*s as usize], *id)),
+            };
+            assert_eq!(t.trade_id, want);
+            assert_eq!(f.ts_exchange % 1_000_000, 0, "ms times");
+        }
+        assert!(trades_sent.len() > steps / 5);
+    }
+
+    #[test]
+    fn spot_books_quotes_and_trades_rebuild_exactly() {
+        for (depth, seed) in [(50, 1), (200, 2), (1000, 3)] {
+            run(
+                Market::Spot,
+                depth,
+                QuoteSource::Orderbook1,
+                seed,
+                true,
+                1_500,
+            );
+        }
+    }
+
+    #[test]
+    fn linear_books_quotes_and_trades_rebuild_exactly() {
+        for (depth, seed) in [(50, 4), (200, 5), (1000, 6)] {
+            run(
+                Market::Linear,
+                depth,
+                QuoteSource::Orderbook1,
+                seed,
+                true,
+                1_500,
+            );
+        }
+        // Quotes from the ticker deltas.
+        run(Market::Linear, 50, QuoteSource::Tickers, 7, true, 1_500);
+    }
+
+    #[test]
+    fn a_book_unknown_at_subscribe_is_sent_at_the_first_depth_event() {
+        run(Market::Spot, 50, QuoteSource::Orderbook1, 8, false, 300);
+        run(Market::Linear, 50, QuoteSource::Tickers, 9, false, 300);
+    }
+
+    fn json(m: &str) -> Value {
+        serde_json::from_str(m).unwrap()
+    }
+
+    fn one(session: &mut BybitSession, w: &World, text: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        session.on_text(text, &w.ctx(), &mut out).unwrap();
+        out.iter().map(|m| json(m)).collect()
+    }
+
+    #[test]
+    fn acks_errors_and_pongs_in_each_market_shape() {
+        let w = World::new(11);
+        for market in [Market::Spot, Market::Linear] {
+            let mut s = BybitDialect::new(market).new_session();
+            let mut client = Client::new(market);
+            // Pong: spot without req_id unless given, linear always with it.
+            let pong = one(&mut s, &w, r#"{"op":"ping"}"#);
+            assert_eq!(pong.len(), 1);
+            assert_eq!(pong[0]["success"], true);
+            assert_eq!(pong[0]["ret_msg"], "pong");
+            assert_eq!(pong[0]["op"], "ping");
+            assert_eq!(pong[0]["conn_id"], s.conn_id());
+            match market {
+                Market::Spot => assert!(pong[0].get("req_id").is_none()),
+                Market::Linear => assert_eq!(pong[0]["req_id"], ""),
+            }
+            let pong = one(&mut s, &w, r#"{"req_id":"100001","op":"ping"}"#);
+            assert_eq!(pong[0]["req_id"], "100001");
+            client.feed(&[pong[0].to_string()]).unwrap();
+            assert_eq!(client.n.stats().get("pong"), 1);
+
+            // Subscribe ack, then the level 1 snapshot.
+            let r = one(
+                &mut s,
+                &w,
+                r#"{"req_id":"a","op":"subscribe","args":["orderbook.1.BTCUSDT","publicTrade.BTCUSDT"]}"#,
+            );
+            assert_eq!(r[0]["success"], true);
+            assert_eq!(r[0]["req_id"], "a");
+            let ret = if market == Market::Spot {
+                "subscribe"
+            } else {
+                ""
+            };
+            assert_eq!(r[0]["ret_msg"], ret);
+            assert_eq!(r[1]["topic"], "orderbook.1.BTCUSDT");
+            assert_eq!(r[1]["type"], "snapshot");
+            assert_eq!(r[1]["data"]["b"][0][0], "63999.99");
+
+            // Refusals: the whole request, the connection stays.
+            let unknown = if market == Market::Spot {
+                "Invalid symbol :[publicTrade.XRPUSDT]"
+            } else {
+                "error:handler not found,topic:publicTrade.XRPUSDT"
+            };
+            for (req, msg) in [
+                (
+                    r#"{"req_id":"b","op":"subscribe","args":["tickers.BTCUSDT","publicTrade.XRPUSDT"]}"#,
+                    unknown,
+                ),
+                (
+                    r#"{"req_id":"b","op":"subscribe","args":["orderbook.7.BTCUSDT"]}"#,
+                    "error:handler not found,topic:orderbook.7.BTCUSDT",
+                ),
+                (
+                    r#"{"req_id":"b","op":"subscribe","args":["kline.1.BTCUSDT"]}"#,
+                    "error:handler not found,topic:kline.1.BTCUSDT",
+                ),
+                (
+                    r#"{"req_id":"b","op":"subscribe","args":["publicTrade.btcusdt"]}"#,
+                    if market == Market::Spot {
+                        "Invalid symbol :[publicTrade.btcusdt]"
+                    } else {
+                        "error:handler not found,topic:publicTrade.btcusdt"
+                    },
+                ),
+                (
+                    r#"{"req_id":"b","op":"subscribe","args":["publicTrade.BTCUSDT"]}"#,
+                    "error:already subscribed,topic:publicTrade.BTCUSDT",
+                ),
+                (r#"{"req_id":"b","op":"nope"}"#, "error:invalid op"),
+            ] {
+                let r = one(&mut s, &w, req);
+                assert_eq!(r.len(), 1, "{req}");
+                assert_eq!(r[0]["success"], false);
+                assert_eq!(r[0]["ret_msg"], msg);
+                assert_eq!(r[0]["req_id"], "b");
+                match client.feed(&[r[0].to_string()]) {
+                    Err(NormalizeError::Venue(e)) => assert!(e.contains(msg), "{e}"),
+                    other => panic!("{other:?}"),
+                }
+            }
+            // The depth 500 is linear's; 1000 both.
+            let r = one(
+                &mut s,
+                &w,
+                r#"{"op":"subscribe","args":["orderbook.500.ETHUSDT"]}"#,
+            );
+            assert_eq!(r[0]["success"], market == Market::Linear);
+            let r = one(&mut s, &w, "hello");
+            assert_eq!(r[0]["success"], false);
+            assert!(
+                r[0]["ret_msg"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("Failed to decode")
+            );
+            let many: Vec<String> = (0..11)
+                .map(|i| format!("\"publicTrade.S{i}USDT\""))
+                .collect();
+            let r = one(
+                &mut s,
+                &w,
+                &format!(r#"{{"op":"subscribe","args":[{}]}}"#, many.join(",")),
+            );
+            if market == Market::Spot {
+                assert_eq!(r[0]["ret_msg"], "args size >10");
+            } else {
+                assert!(r[0]["ret_msg"].as_str().unwrap().contains("S0USDT"));
+            }
+            // Nothing of the refused requests was subscribed.
+            let mut want = vec!["orderbook.1.BTCUSDT", "publicTrade.BTCUSDT"];
+            if market == Market::Linear {
+                want.push("orderbook.500.ETHUSDT");
+            }
+            assert_eq!(s.topics(), want);
+        }
+    }
+
+    #[test]
+    fn unsubscribe_stops_the_data() {
+        for market in [Market::Spot, Market::Linear] {
+            let mut w = World::new(12);
+            let mut s = BybitDialect::new(market).new_session();
+            one(
+                &mut s,
+                &w,
+                r#"{"op":"subscribe","args":["publicTrade.BTCUSDT","publicTrade.ETHUSDT","orderbook.50.BTCUSDT","orderbook.50.ETHUSDT"]}"#,
+            );
+            let r = one(
+                &mut s,
+                &w,
+                r#"{"req_id":"u1","op":"unsubscribe","args":["publicTrade.BTCUSDT","orderbook.50.BTCUSDT"]}"#,
+            );
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0]["success"], true);
+            assert_eq!(r[0]["op"], "unsubscribe");
+            assert_eq!(r[0]["req_id"], "u1");
+            let ret = if market == Market::Spot {
+                "unsubscribe"
+            } else {
+                ""
+            };
+            assert_eq!(r[0]["ret_msg"], ret);
+            let mut seen = [0usize; 2];
+            for _ in 0..500 {
+                let (events, sym, update) = w.step();
+                w.commit(sym, &update);
+                let mut out = Vec::new();
+                for e in &events {
+                    s.on_event(e, w.now, &w.ctx(), &mut out);
+                }
+                for m in &out {
+                    assert!(!m.contains("BTCUSDT"), "unsubscribed: {m}");
+                    seen[sym as usize] += 1;
+                }
+            }
+            assert_eq!(seen[0], 0);
+            assert!(seen[1] > 100);
+        }
+    }
+
+    #[test]
+    fn level_1_is_resent_unchanged_after_3_seconds() {
+        let mut w = World::new(13);
+        let mut s = BybitDialect::spot().new_session();
+        let mut client = Client::new(Market::Spot);
+        let mut out = Vec::new();
+        s.on_text(
+            r#"{"op":"subscribe","args":["orderbook.1.BTCUSDT"]}"#,
+            &w.ctx(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out.len(), 2);
+        let first = json(&out[1]);
+        client.feed(&out).unwrap();
+        out.clear();
+        w.now += 2_000_000_000;
+        s.on_tick(&w.ctx(), &mut out);
+        assert!(out.is_empty(), "not before 3 s");
+        w.now += 1_000_000_000;
+        s.on_tick(&w.ctx(), &mut out);
+        assert_eq!(out.len(), 1);
+        let again = json(&out[0]);
+        assert_eq!(again["data"], first["data"], "same levels, same u");
+        assert!(again["ts"].as_u64() > first["ts"].as_u64());
+        client.feed(&out).unwrap();
+        assert_eq!(client.n.stats().get("orderbook:unchanged"), 1);
+        assert_eq!(client.n.stats().gaps, 0);
+    }
+
+    #[test]
+    fn documented_message_shapes() {
+        let mut w = World::new(14);
+        for market in [Market::Spot, Market::Linear] {
+            let mut s = BybitDialect::new(market).new_session();
+            let r = one(
+                &mut s,
+                &w,
+                r#"{"op":"subscribe","args":["orderbook.50.BTCUSDT","tickers.BTCUSDT","publicTrade.BTCUSDT"]}"#,
+            );
+            let book = &r[1];
+            assert_eq!(book["topic"], "orderbook.50.BTCUSDT");
+            assert_eq!(book["data"]["s"], "BTCUSDT");
+            assert_eq!(book["data"]["b"].as_array().unwrap().len(), 50);
+            assert_eq!(book["data"]["a"][0][0], "64000.01");
+            assert!(book["data"]["u"].is_u64() && book["data"]["seq"].is_u64());
+            assert!(book["ts"].is_u64() && book["cts"].is_u64());
+            let ticker = &r[2];
+            assert_eq!(ticker["topic"], "tickers.BTCUSDT");
+            assert_eq!(ticker["type"], "snapshot");
+            assert_eq!(ticker["data"]["lastPrice"], "64000.00");
+            assert!(ticker["cs"].is_u64());
+            match market {
+                Market::Spot => {
+                    assert!(ticker["data"].get("bid1Price").is_none());
+                    assert_eq!(ticker["data"]["usdIndexPrice"], "64000.00");
+                }
+                Market::Linear => {
+                    assert_eq!(ticker["data"]["bid1Price"], "63999.99");
+                    assert_eq!(ticker["data"]["fundingRate"], "0.0001");
+                }
+            }
+            // A trade: the trade message, and on linear a ticker delta of what changed.
+            let trade = Emitted {
+                key: StreamKey {
+                    symbol: 0,
+                    kind: StreamKind::Trade,
+                },
+                at: 0,
+                event: Event::Trade {
+                    id: 77,
+                    price: 64_000_010_000_000,
+                    qty: 1_500_000_000,
+                    buyer_maker: false,
+                },
+            };
+            let mut out = Vec::new();
+            w.now += 1_000_000;
+            s.on_event(&trade, w.now, &w.ctx(), &mut out);
+            assert_eq!(out.len(), 2);
+            out.sort_by_key(|m| !m.starts_with("{\"topic\":\"publicTrade"));
+            let t = json(&out[0]);
+            let d = &t["data"][0];
+            assert_eq!(t["topic"], "publicTrade.BTCUSDT");
+            assert_eq!(t["type"], "snapshot");
+            assert_eq!(d["T"], w.now / 1_000_000);
+            assert_eq!(
+                (&d["S"], &d["v"], &d["p"]),
+                (&json("\"Buy\""), &json("\"1.500\""), &json("\"64000.01\""))
+            );
+            assert_eq!(d["BT"], false);
+            match market {
+                Market::Spot => {
+                    assert_eq!(d["i"], "77");
+                    assert!(d.get("L").is_none());
+                }
+                Market::Linear => {
+                    assert_eq!(d["L"], "PlusTick");
+                    assert_eq!(d["i"].as_str().unwrap().len(), 36);
+                }
+            }
+            let tk = json(&out[1]);
+            assert_eq!(tk["data"]["lastPrice"], "64000.01");
+            match market {
+                Market::Spot => assert_eq!(tk["type"], "snapshot"),
+                Market::Linear => {
+                    assert_eq!(tk["type"], "delta");
+                    let keys: Vec<&str> = tk["data"]
+                        .as_object()
+                        .unwrap()
+                        .keys()
+                        .map(|k| k.as_str())
+                        .collect();
+                    assert!(keys.contains(&"symbol") && keys.contains(&"volume24h"));
+                    assert!(!keys.contains(&"bid1Price"), "unchanged fields left out");
+                }
+            }
         }
     }
 }
