@@ -43,7 +43,7 @@ use serde_json::Value;
 use tickwire_sdk::wire::fixed::write_decimal_wide;
 use tickwire_sdk::wire::{BookSide, Level, Venue, write_decimal};
 
-use super::{Ctx, Dialect, Session, decimals_of, lookup, mapped};
+use super::{Ctx, Dialect, Session, decimals_of, lookup, mapped, venue_symbol};
 use crate::book::OrderBook;
 use crate::bybit::Market;
 use crate::sim::fanout::CloseReason;
@@ -111,6 +111,11 @@ impl Dialect for BybitDialect {
 
     fn session(&self, _path: &str) -> Box<dyn Session> {
         Box::new(self.new_session())
+    }
+
+    fn symbol(&self, spec: &SymbolSpec) -> String {
+        // `BTCUSDT`, as in the topics and `"s"`.
+        venue_symbol(spec, "")
     }
 }
 
@@ -1572,6 +1577,16 @@ mod tests {
             }
             assert_eq!(seen[0], 0);
             assert!(seen[1] > 100);
+            // The adapter's resync (unsubscribe + subscribe): a fresh snapshot.
+            let r = one(
+                &mut s,
+                &w,
+                r#"{"req_id":"resync-1-sub","op":"subscribe","args":["orderbook.50.BTCUSDT"]}"#,
+            );
+            assert_eq!(r.len(), 2);
+            assert_eq!(r[0]["success"], true);
+            assert_eq!(r[1]["type"], "snapshot");
+            assert_eq!(r[1]["data"]["b"].as_array().unwrap().len(), 50);
         }
     }
 
