@@ -22,6 +22,8 @@ use std::sync::Arc;
 
 use tickwire_sdk::wire::Venue;
 
+pub mod bybit;
+
 use super::fanout::CloseReason;
 use super::market::{DepthSnapshot, Emitted};
 use super::stream::{Catalog, StreamKind, SymbolId, SymbolSpec};
@@ -89,7 +91,10 @@ pub fn for_venue(venue: Venue) -> Option<Arc<dyn Dialect>> {
 
 /// Every dialect the simulator speaks besides Binance's.
 pub fn all() -> Vec<Arc<dyn Dialect>> {
-    vec![]
+    vec![
+        Arc::new(bybit::BybitDialect::spot()),
+        Arc::new(bybit::BybitDialect::linear()),
+    ]
 }
 
 /// The venue spelling of a catalog symbol: `base` + `sep` + `quote` (`BTC-USDT`, `BTC/USD`),
