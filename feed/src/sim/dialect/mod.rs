@@ -26,6 +26,8 @@ use super::stream::{Catalog, StreamKind, SymbolId, SymbolSpec};
 
 pub use super::stream::StreamKind as Kind;
 
+pub mod okx;
+
 /// The current books of the simulated market.
 pub trait BookSource {
     /// The top `limit` levels a side of `symbol`'s book, or `None` while it is not known yet
