@@ -91,7 +91,7 @@ pub fn for_venue(venue: Venue) -> Option<Arc<dyn Dialect>> {
 
 /// Every dialect the simulator speaks besides Binance's.
 pub fn all() -> Vec<Arc<dyn Dialect>> {
-    vec![]
+    vec![Arc::new(okx::OkxDialect::new())]
 }
 
 /// The venue spelling of a catalog symbol: `base` + `sep` + `quote` (`BTC-USDT`, `BTC/USD`),

@@ -46,7 +46,7 @@ use crate::book::OrderBook;
 use crate::sim::fanout::CloseReason;
 use crate::sim::market::{DepthSnapshot, DepthUpdate, Emitted, Event, apply, bridge};
 use crate::sim::render::into_string;
-use crate::sim::stream::{StreamKind, SymbolId};
+use crate::sim::stream::{StreamKind, SymbolId, SymbolSpec};
 
 /// The public channels' path.
 pub const PATH: &str = "/ws/v5/public";
@@ -97,6 +97,10 @@ impl Dialect for OkxDialect {
             "{:08x}",
             n.wrapping_add(1).wrapping_mul(0x9E37_79B9)
         )))
+    }
+
+    fn symbol(&self, spec: &SymbolSpec) -> String {
+        venue_symbol(spec, SEP)
     }
 }
 
@@ -864,7 +868,7 @@ mod tests {
     use crate::normalizer::{Action, Normalizer, Output};
     use crate::okx::{OkxNormalizer, OkxSpec, QuoteChannel};
     use crate::sim::dialect::BookSource;
-    use crate::sim::stream::{Catalog, StreamKey, SymbolSpec};
+    use crate::sim::stream::{Catalog, StreamKey};
     use crate::venue::VenueSpec;
 
     const MS: u64 = 1_000_000;
