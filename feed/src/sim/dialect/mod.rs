@@ -30,6 +30,8 @@ use super::stream::{Catalog, StreamKind, SymbolId, SymbolSpec};
 
 pub use super::stream::StreamKind as Kind;
 
+pub mod okx;
+
 /// The current books of the simulated market.
 pub trait BookSource {
     /// The top `limit` levels a side of `symbol`'s book, or `None` while it is not known yet
@@ -94,6 +96,7 @@ pub fn all() -> Vec<Arc<dyn Dialect>> {
     vec![
         Arc::new(bybit::BybitDialect::spot()),
         Arc::new(bybit::BybitDialect::linear()),
+        Arc::new(okx::OkxDialect::new()),
     ]
 }
 
