@@ -18,6 +18,8 @@
 //! Binance-only kinds ([`StreamKind::AggTrade`], [`StreamKind::Depth1000ms`]) carry the same
 //! information again and are skipped.
 
+pub mod kraken;
+
 use tickwire_sdk::wire::Venue;
 
 use super::fanout::CloseReason;
