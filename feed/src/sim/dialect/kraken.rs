@@ -143,10 +143,7 @@ pub fn checksum<'a>(
     qty_dec: u8,
 ) -> u32 {
     let mut h = crc32fast::Hasher::new();
-    for l in asks
-        .take(CHECKSUM_LEVELS)
-        .chain(bids.take(CHECKSUM_LEVELS))
-    {
+    for l in asks.take(CHECKSUM_LEVELS).chain(bids.take(CHECKSUM_LEVELS)) {
         h.update(checksum_digits(l.price, price_dec).as_bytes());
         h.update(checksum_digits(l.qty, qty_dec).as_bytes());
     }
@@ -399,7 +396,10 @@ impl KrakenSession {
     }
 
     fn subscribed_to_anything(&self) -> bool {
-        self.instrument || !self.books.is_empty() || !self.trades.is_empty() || !self.tickers.is_empty()
+        self.instrument
+            || !self.books.is_empty()
+            || !self.trades.is_empty()
+            || !self.tickers.is_empty()
     }
 
     fn channel(&mut self, out: &mut Vec<String>, msg: Vec<u8>) {
@@ -491,7 +491,13 @@ impl KrakenSession {
             time_in,
         };
         match req.method.as_str() {
-            "ping" => self.reply(&req, ctx, None, out),
+            "ping" => {
+                let pong = Req {
+                    method: "pong".into(),
+                    ..req
+                };
+                self.reply(&pong, ctx, None, out)
+            }
             "subscribe" | "unsubscribe" => self.subscription(&req, &v["params"], ctx, out),
             _ => self.error(&req, ctx, INVALID_ARGUMENTS, None, out),
         }
@@ -499,7 +505,8 @@ impl KrakenSession {
 
     fn subscription(&mut self, req: &Req, params: &Value, ctx: &Ctx<'_>, out: &mut Vec<String>) {
         let subscribe = req.method == "subscribe";
-        let invalid = |s: &Self, out: &mut Vec<String>| s.error(req, ctx, INVALID_ARGUMENTS, None, out);
+        let invalid =
+            |s: &Self, out: &mut Vec<String>| s.error(req, ctx, INVALID_ARGUMENTS, None, out);
         let Some(channel) = params.get("channel").and_then(Value::as_str) else {
             return invalid(self, out);
         };
@@ -510,7 +517,11 @@ impl KrakenSession {
         };
         if channel == "instrument" {
             if self.instrument == subscribe {
-                let e = if subscribe { ALREADY_SUBSCRIBED } else { NOT_FOUND };
+                let e = if subscribe {
+                    ALREADY_SUBSCRIBED
+                } else {
+                    NOT_FOUND
+                };
                 return self.error(req, ctx, e, None, out);
             }
             self.instrument = subscribe;
@@ -569,8 +580,8 @@ impl KrakenSession {
                 _ => self.tickers.contains_key(&id),
             };
             // An unsubscribe must name the depth subscribed (10 when not given).
-            let depth_matches = channel != "book"
-                || self.books.get(&id).is_none_or(|b| b.depth == depth);
+            let depth_matches =
+                channel != "book" || self.books.get(&id).is_none_or(|b| b.depth == depth);
             if subscribe && subscribed {
                 self.error(req, ctx, ALREADY_SUBSCRIBED, Some(raw), out);
                 continue;
@@ -674,7 +685,14 @@ impl KrakenSession {
         self.channel(out, msg);
     }
 
-    fn on_depth(&mut self, id: SymbolId, u: &DepthUpdate, ns: u64, ctx: &Ctx<'_>, out: &mut Vec<String>) {
+    fn on_depth(
+        &mut self,
+        id: SymbolId,
+        u: &DepthUpdate,
+        ns: u64,
+        ctx: &Ctx<'_>,
+        out: &mut Vec<String>,
+    ) {
         let Some(b) = self.books.get_mut(&id) else {
             return;
         };
@@ -722,7 +740,14 @@ impl KrakenSession {
         }
     }
 
-    fn on_top(&mut self, id: SymbolId, top: (Level, Level), ns: u64, ctx: &Ctx<'_>, out: &mut Vec<String>) {
+    fn on_top(
+        &mut self,
+        id: SymbolId,
+        top: (Level, Level),
+        ns: u64,
+        ctx: &Ctx<'_>,
+        out: &mut Vec<String>,
+    ) {
         self.top.insert(id, top);
         if let Some(s) = self.tickers.get(&id)
             && s.bbo
@@ -772,7 +797,10 @@ impl KrakenSession {
         };
         let mut m = Vec::with_capacity(320);
         let ty = if snapshot { "snapshot" } else { "update" };
-        let _ = write!(m, "{{\"channel\":\"ticker\",\"type\":\"{ty}\",\"data\":[{{\"symbol\":");
+        let _ = write!(
+            m,
+            "{{\"channel\":\"ticker\",\"type\":\"{ty}\",\"data\":[{{\"symbol\":"
+        );
         string(&mut m, &symbol(spec));
         for (k, v) in [
             ("bid", bid.price),
@@ -822,7 +850,10 @@ fn book_message(
     ns: u64,
 ) -> Vec<u8> {
     let mut m = Vec::with_capacity(96 + 40 * (bids.len() + asks.len()));
-    let _ = write!(m, "{{\"channel\":\"book\",\"type\":\"{ty}\",\"data\":[{{\"symbol\":");
+    let _ = write!(
+        m,
+        "{{\"channel\":\"book\",\"type\":\"{ty}\",\"data\":[{{\"symbol\":"
+    );
     string(&mut m, &symbol(spec));
     m.extend_from_slice(b",\"bids\":");
     levels(&mut m, bids);
@@ -878,7 +909,9 @@ fn instrument_snapshot(catalog: &Catalog) -> Vec<u8> {
         add(&s.quote, decimals_of(s.tick));
     }
     let mut m = Vec::with_capacity(256 + 400 * catalog.len());
-    m.extend_from_slice(b"{\"channel\":\"instrument\",\"type\":\"snapshot\",\"data\":{\"assets\":[");
+    m.extend_from_slice(
+        b"{\"channel\":\"instrument\",\"type\":\"snapshot\",\"data\":{\"assets\":[",
+    );
     for (i, (id, precision)) in assets.iter().enumerate() {
         if i > 0 {
             m.push(b',');
@@ -899,10 +932,20 @@ fn instrument_snapshot(catalog: &Catalog) -> Vec<u8> {
         m.extend_from_slice(b"{\"symbol\":");
         string(&mut m, &symbol(s));
         m.extend_from_slice(b",\"base\":");
-        string(&mut m, if s.base.is_empty() { &s.symbol } else { &s.base });
+        string(
+            &mut m,
+            if s.base.is_empty() {
+                &s.symbol
+            } else {
+                &s.base
+            },
+        );
         m.extend_from_slice(b",\"quote\":");
         string(&mut m, &s.quote);
-        let _ = write!(m, ",\"status\":\"online\",\"qty_precision\":{qd},\"qty_increment\":");
+        let _ = write!(
+            m,
+            ",\"status\":\"online\",\"qty_precision\":{qd},\"qty_increment\":"
+        );
         num(&mut m, s.step);
         let _ = write!(
             m,
@@ -967,5 +1010,692 @@ impl Session for KrakenSession {
             out.push("{\"channel\":\"heartbeat\"}".to_string());
         }
         self.quiet = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::OrderBook;
+    use crate::kraken::{KrakenNormalizer, KrakenSpot};
+    use crate::sim::dialect::BookSource;
+    use crate::sim::market::DepthDiff;
+    use crate::sim::stream::StreamKey;
+    use crate::venue::{ChannelSet, VenueSpec};
+    use crate::{Normalizer, Output};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use tickwire_sdk::L2Book;
+    use tickwire_sdk::wire::{
+        Body, BookSide, Side as TakerSide, StatusCode, TradeId, instrument_id, parse_decimal,
+    };
+
+    const BTC_TICK: i64 = 10_000_000; // 0.01
+    const BTC_STEP: i64 = 10_000; // 0.00001
+    const ETH_TICK: i64 = 10_000_000; // 0.01
+    const ETH_STEP: i64 = 100_000; // 0.0001
+    const T0: u64 = 1_696_613_755_440_295_000;
+
+    fn catalog() -> Catalog {
+        let mut c = Catalog::new();
+        c.add(SymbolSpec::new("BTCUSDT", BTC_TICK, BTC_STEP))
+            .unwrap();
+        c.add(SymbolSpec::new("ETHUSDT", ETH_TICK, ETH_STEP))
+            .unwrap();
+        c
+    }
+
+    /// The simulated market: a book per symbol, unknown until `known`.
+    struct Market {
+        books: Vec<OrderBook>,
+        known: bool,
+    }
+
+    impl BookSource for Market {
+        fn book(&self, symbol: SymbolId, limit: usize) -> Option<DepthSnapshot> {
+            let b = self.books.get(symbol as usize).filter(|_| self.known)?;
+            Some(DepthSnapshot::of(b, 0, limit))
+        }
+    }
+
+    /// A seeded random market: BTC/USDT with a deep book (40 levels a side), ETH/USDT with a
+    /// thin one (fewer levels than small depths), depth changes near and across the depth
+    /// windows, trades at the touch, book tickers on every change of the top.
+    struct Gen {
+        rng: StdRng,
+        market: Market,
+        trade_ids: [u64; 2],
+        update_id: u64,
+    }
+
+    impl Gen {
+        fn new(seed: u64) -> Gen {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut books = vec![OrderBook::new(), OrderBook::new()];
+            for (i, (mid, tick, step, n)) in [
+                (50_000_000_000_000i64, BTC_TICK, BTC_STEP, 40i64),
+                (3_000_000_000_000, ETH_TICK, ETH_STEP, 6),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                for k in 1..=n {
+                    let q = rng.random_range(1..5_000) * step;
+                    books[i].set(BookSide::Bid, mid - k * tick, q);
+                    let q = rng.random_range(1..5_000) * step;
+                    books[i].set(BookSide::Ask, mid + k * tick, q);
+                }
+            }
+            Gen {
+                rng,
+                market: Market { books, known: true },
+                trade_ids: [1_000, 77],
+                update_id: 1,
+            }
+        }
+
+        /// The next events (a depth event and its book ticker, or a trade).
+        fn next(&mut self) -> Vec<Emitted> {
+            let sym = self.rng.random_range(0..2u16);
+            let (tick, step, reach) = if sym == 0 {
+                (BTC_TICK, BTC_STEP, 50)
+            } else {
+                (ETH_TICK, ETH_STEP, 12)
+            };
+            let book = &mut self.market.books[sym as usize];
+            let emit = |kind, event| Emitted {
+                key: StreamKey { symbol: sym, kind },
+                at: 0,
+                event,
+            };
+            if self.rng.random_bool(0.2) {
+                let (bid, ask) = crate::sim::market::top(book);
+                let buyer_maker = self.rng.random_bool(0.5);
+                let price = if buyer_maker { bid.price } else { ask.price };
+                if price == 0 {
+                    return vec![];
+                }
+                let id = &mut self.trade_ids[sym as usize];
+                *id += 1;
+                let qty = self.rng.random_range(1..3_000) * step;
+                return vec![emit(
+                    StreamKind::Trade,
+                    Event::Trade {
+                        id: *id,
+                        price,
+                        qty,
+                        buyer_maker,
+                    },
+                )];
+            }
+            let before = crate::sim::market::top(book);
+            let mut diff = DepthDiff::new();
+            for _ in 0..self.rng.random_range(1..7) {
+                let (bid, ask) = crate::sim::market::top(book);
+                let mid = if bid.price > 0 && ask.price > 0 {
+                    (bid.price + ask.price) / 2 / tick * tick
+                } else {
+                    50_000_000_000_000
+                };
+                let side = if self.rng.random_bool(0.5) {
+                    BookSide::Bid
+                } else {
+                    BookSide::Ask
+                };
+                let k = self.rng.random_range(0..reach);
+                let price = match side {
+                    BookSide::Bid => ask.price.max(mid + tick).min(mid + tick) - tick - k * tick,
+                    BookSide::Ask => bid.price.min(mid - tick).max(mid - tick) + tick + k * tick,
+                };
+                // Keep the book uncrossed: a bid below the best ask, an ask above the best bid.
+                let ok = match side {
+                    BookSide::Bid => ask.price == 0 || price < ask.price,
+                    BookSide::Ask => bid.price == 0 || price > bid.price,
+                };
+                if !ok || price <= 0 {
+                    continue;
+                }
+                let qty = if self.rng.random_bool(0.4) {
+                    0
+                } else {
+                    self.rng.random_range(1..5_000) * step
+                };
+                book.set(side, price, qty);
+                self.update_id += 1;
+                diff.record(side, price, qty, self.update_id);
+            }
+            let Some(u) = diff.take() else {
+                return vec![];
+            };
+            let mut out = vec![emit(StreamKind::Depth100ms, Event::Depth(u))];
+            let after = crate::sim::market::top(book);
+            if after != before {
+                out.push(emit(
+                    StreamKind::BookTicker,
+                    Event::BookTicker {
+                        update_id: self.update_id,
+                        bid: after.0,
+                        ask: after.1,
+                    },
+                ));
+            }
+            out
+        }
+    }
+
+    /// The client: the real Kraken normalizer and books rebuilt from its frames.
+    struct Client {
+        n: KrakenNormalizer,
+        out: Output,
+        books: HashMap<u32, L2Book>,
+        trades: Vec<(u32, tickwire_sdk::wire::Trade)>,
+        quotes: Vec<(u32, tickwire_sdk::wire::Quote)>,
+        gaps: Vec<String>,
+        messages: usize,
+    }
+
+    impl Client {
+        fn new(symbols: &[String], depth: usize) -> Client {
+            Client {
+                n: KrakenNormalizer::v2(symbols, depth),
+                out: Output::new(),
+                books: HashMap::new(),
+                trades: Vec::new(),
+                quotes: Vec::new(),
+                gaps: Vec::new(),
+                messages: 0,
+            }
+        }
+
+        fn feed(&mut self, msgs: &mut Vec<String>) {
+            for m in msgs.drain(..) {
+                self.messages += 1;
+                self.out.clear();
+                self.n
+                    .on_message(m.as_bytes(), T0, &mut self.out)
+                    .unwrap_or_else(|e| panic!("normalize failed: {e}: {m}"));
+                assert!(self.out.actions.is_empty(), "no resync asked: {m}");
+                for f in &self.out.frames {
+                    self.books.entry(f.instrument).or_default().apply_owned(f);
+                    match &f.body {
+                        Body::Trade(t) => self.trades.push((f.instrument, t.clone())),
+                        Body::Quote(q) => self.quotes.push((f.instrument, *q)),
+                        Body::Status(s) if s.code == StatusCode::Gap => {
+                            self.gaps.push(s.detail.clone())
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+
+        fn book(&self, name: &str) -> Option<&L2Book> {
+            self.books.get(&instrument_id(Venue::Kraken, name))
+        }
+    }
+
+    fn ctx<'a>(catalog: &'a Catalog, market: &'a Market, now_ns: u64) -> Ctx<'a> {
+        Ctx {
+            catalog,
+            books: market,
+            now_ns,
+        }
+    }
+
+    fn names() -> Vec<String> {
+        vec!["BTC/USDT".to_string(), "ETH/USDT".to_string()]
+    }
+
+    fn top(book: &OrderBook, depth: usize) -> (Vec<Level>, Vec<Level>) {
+        (
+            book.bids().take(depth).collect(),
+            book.asks().take(depth).collect(),
+        )
+    }
+
+    /// Runs `events` market steps through a session subscribed by the adapter's own requests
+    /// at `depth` and checks the client against the market after every event.
+    fn run(seed: u64, depth: u32, steps: usize, known_at_subscribe: bool) {
+        let catalog = catalog();
+        let mut g = Gen::new(seed);
+        g.market.known = known_at_subscribe;
+        let spec = KrakenSpot::new(names()).with_depth(depth);
+        let depth = spec.depth as usize;
+        let mut client = Client::new(&names(), depth);
+        let mut s = KrakenSession::new();
+        let mut out = Vec::new();
+        for m in spec.subscribe_messages() {
+            s.on_text(&m, &ctx(&catalog, &g.market, T0), &mut out)
+                .unwrap();
+        }
+        assert!(out[0].starts_with("{\"channel\":\"status\""), "{}", out[0]);
+        let mut book_messages = out
+            .iter()
+            .filter(|m| m.starts_with("{\"channel\":\"book\""))
+            .count();
+        assert_eq!(book_messages, if known_at_subscribe { 2 } else { 0 });
+        client.feed(&mut out);
+        assert_eq!(client.n.precision("BTC/USDT"), Some((2, 5)));
+        assert_eq!(client.n.precision("ETH/USDT"), Some((2, 4)));
+        g.market.known = true;
+        let (mut want_trades, mut want_quotes) = (Vec::new(), Vec::new());
+        let mut sent_top: [Option<(Level, Level)>; 2] = [None, None];
+        for step in 0..steps {
+            let wall = T0 + step as u64 * 1_000_000;
+            for e in g.next() {
+                let sym = e.key.symbol as usize;
+                let inst = instrument_id(Venue::Kraken, &names()[sym]);
+                match e.event {
+                    Event::Trade {
+                        id,
+                        price,
+                        qty,
+                        buyer_maker,
+                    } => want_trades.push((
+                        inst,
+                        price,
+                        qty,
+                        if buyer_maker {
+                            TakerSide::Sell
+                        } else {
+                            TakerSide::Buy
+                        },
+                        id,
+                    )),
+                    Event::BookTicker { bid, ask, .. }
+                        if sent_top[sym] != Some((bid, ask)) && bid.price > 0 && ask.price > 0 =>
+                    {
+                        sent_top[sym] = Some((bid, ask));
+                        want_quotes.push((inst, bid, ask));
+                    }
+                    _ => {}
+                }
+                s.on_event(&e, wall, &ctx(&catalog, &g.market, wall), &mut out);
+                book_messages += out
+                    .iter()
+                    .filter(|m| m.starts_with("{\"channel\":\"book\""))
+                    .count();
+                client.feed(&mut out);
+                // After every event: the client's book is the market's, within the depth.
+                for (i, name) in names().iter().enumerate() {
+                    let want = top(&g.market.books[i], depth);
+                    let Some(b) = client.book(name) else {
+                        // Not known at subscribe: the snapshot comes with its first depth event.
+                        assert!(!known_at_subscribe && step < 100, "no {name} snapshot yet");
+                        continue;
+                    };
+                    assert!(b.is_valid());
+                    assert_eq!(top(b, usize::MAX), want, "{name} at step {step}");
+                    let sub = &s.books[&(i as u16)];
+                    let mine = (sub.bids.top(usize::MAX), sub.asks.top(usize::MAX));
+                    assert_eq!(mine, top(&g.market.books[i], usize::MAX), "session copy");
+                }
+            }
+        }
+        let stats = client.n.stats();
+        assert_eq!(stats.errors, 0);
+        assert_eq!(stats.gaps, 0, "{:?}", client.gaps);
+        assert!(client.gaps.is_empty());
+        assert_eq!(stats.get("checksum:ok") as usize, book_messages);
+        assert_eq!(stats.get("checksum:learned_precision"), 0);
+        assert!(book_messages > steps / 3, "book messages: {book_messages}");
+        let trades: Vec<_> = client
+            .trades
+            .iter()
+            .map(|(i, t)| {
+                let TradeId::Num(id) = t.trade_id else {
+                    panic!("numeric trade ids")
+                };
+                (*i, t.price, t.qty, t.side, id)
+            })
+            .collect();
+        assert_eq!(trades, want_trades);
+        assert!(trades.len() > steps / 10);
+        let quotes: Vec<_> = client
+            .quotes
+            .iter()
+            .map(|(i, q)| {
+                (
+                    *i,
+                    Level {
+                        price: q.bid_px,
+                        qty: q.bid_qty,
+                    },
+                    Level {
+                        price: q.ask_px,
+                        qty: q.ask_qty,
+                    },
+                )
+            })
+            .collect();
+        // The ticker snapshot on subscribe comes first, then every change of the top.
+        let snapshots = if known_at_subscribe { 2 } else { 0 };
+        assert_eq!(quotes[snapshots..], want_quotes[..]);
+    }
+
+    #[test]
+    fn depth_10_books_trades_and_quotes_rebuild_exactly() {
+        run(1, 10, 3_000, true);
+    }
+
+    #[test]
+    fn depth_25_and_1000_books_rebuild_exactly() {
+        run(2, 25, 1_500, true);
+        run(3, 1000, 1_000, true);
+    }
+
+    #[test]
+    fn unknown_book_at_subscribe_is_snapshotted_at_the_first_depth_event() {
+        run(4, 10, 1_000, false);
+    }
+
+    #[test]
+    fn window_updates_follow_the_checksum_guide() {
+        // Depth 2: deleting the best bid brings the third one in; inserting a new best pushes
+        // the worst out without a delete.
+        let mut side = Side::new(false);
+        side.load(&[
+            Level { price: 100, qty: 1 },
+            Level { price: 99, qty: 2 },
+            Level { price: 98, qty: 3 },
+        ]);
+        let l = |price, qty| Level { price, qty };
+        assert_eq!(side.update(&[l(100, 0)], 2), vec![l(100, 0), l(98, 3)]);
+        assert_eq!(side.update(&[l(101, 5)], 2), vec![l(101, 5)]);
+        assert_eq!(side.top(9), vec![l(101, 5), l(99, 2), l(98, 3)]);
+        // A change outside the window is not sent; the same quantity again is not either.
+        assert!(side.update(&[l(98, 4)], 2).is_empty());
+        assert!(side.update(&[l(99, 2)], 2).is_empty());
+        // A level deleted inside the window: qty 0, and the next one enters.
+        assert_eq!(side.update(&[l(99, 0)], 2), vec![l(99, 0), l(98, 4)]);
+    }
+
+    /// The example of docs.kraken.com "Book checksum (WebSocket v2)": BTC/USD at precisions 1
+    /// and 8 gives 3310070434.
+    #[test]
+    fn checksum_matches_the_documented_example() {
+        let bids = [
+            ("45283.5", "0.10000000"),
+            ("45283.4", "1.54582015"),
+            ("45282.1", "0.10000000"),
+            ("45281.0", "0.10000000"),
+            ("45280.3", "1.54592586"),
+            ("45279.0", "0.07990000"),
+            ("45277.6", "0.03310103"),
+            ("45277.5", "0.30000000"),
+            ("45277.3", "1.54602737"),
+            ("45276.6", "0.15445238"),
+        ];
+        let asks = [
+            ("45285.2", "0.00100000"),
+            ("45286.4", "1.54571953"),
+            ("45286.6", "1.54571109"),
+            ("45289.6", "1.54560911"),
+            ("45290.2", "0.15890660"),
+            ("45291.8", "1.54553491"),
+            ("45294.7", "0.04454749"),
+            ("45296.1", "0.35380000"),
+            ("45297.5", "0.09945542"),
+            ("45299.5", "0.18772827"),
+        ];
+        let lv = |l: &[(&str, &str)]| -> Vec<Level> {
+            l.iter()
+                .map(|(p, q)| Level {
+                    price: parse_decimal(p.as_bytes()).unwrap().value,
+                    qty: parse_decimal(q.as_bytes()).unwrap().value,
+                })
+                .collect()
+        };
+        let (b, a) = (lv(&bids), lv(&asks));
+        assert_eq!(checksum(a.iter(), b.iter(), 1, 8), 3_310_070_434);
+        assert_eq!(checksum_digits(50_000_000, 5), "5000");
+        assert_eq!(checksum_digits(0, 8), "");
+    }
+
+    #[test]
+    fn times_are_rfc3339_microseconds() {
+        assert_eq!(rfc3339(T0), "2023-10-06T17:35:55.440295Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            crate::kraken::scan::rfc3339_to_ns(rfc3339(1_709_251_199_999_999_000).as_bytes()),
+            Some(1_709_251_199_999_999_000)
+        );
+    }
+
+    /// The object keys of `m` in the order written (serde_json's map sorts them).
+    fn keys(m: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut rest = m;
+        while let Some(i) = rest.find("\":") {
+            let k = &rest[..i];
+            if let Some(j) = k.rfind('"') {
+                let k = &k[j + 1..];
+                if !out.iter().any(|o| o == k) {
+                    out.push(k.to_string());
+                }
+            }
+            rest = &rest[i + 2..];
+        }
+        out
+    }
+
+    fn parse(m: &str) -> Value {
+        serde_json::from_str(m).unwrap_or_else(|e| panic!("{e}: {m}"))
+    }
+
+    #[test]
+    fn errors_pings_heartbeats_and_unsubscribe() {
+        let catalog = catalog();
+        let mut g = Gen::new(9);
+        let mut s = KrakenSession::new();
+        let mut out = Vec::new();
+        macro_rules! c {
+            () => {
+                ctx(&catalog, &g.market, T0)
+            };
+        }
+        // First the status greeting, then nothing more while subscribed to nothing.
+        s.on_tick(&c!(), &mut out);
+        let st = parse(&out[0]);
+        assert_eq!(st["channel"], "status");
+        assert_eq!(st["type"], "update");
+        assert_eq!(st["data"][0]["system"], "online");
+        assert_eq!(st["data"][0]["api_version"], "v2");
+        assert_eq!(out.len(), 1);
+        out.clear();
+        // Ping with and without req_id.
+        s.on_text(r#"{"method":"ping","req_id":101}"#, &c!(), &mut out)
+            .unwrap();
+        s.on_text(r#"{"method":"ping"}"#, &c!(), &mut out).unwrap();
+        assert!(
+            out[0].starts_with(r#"{"method":"pong","req_id":101,"success":true,"time_in":"2023-10-06T17:35:55.440295Z""#),
+            "{}",
+            out[0]
+        );
+        assert!(
+            out[1].starts_with(r#"{"method":"pong","success":true"#),
+            "{}",
+            out[1]
+        );
+        out.clear();
+        // Unknown pair among known ones: an error for it, acks for the others; the session
+        // stays open.
+        s.on_text(
+            r#"{"method":"subscribe","params":{"channel":"trade","symbol":["BTC/ABC","BTC/USDT"],"snapshot":false},"req_id":7}"#,
+            &c!(),
+            &mut out,
+        )
+        .unwrap();
+        let e = parse(&out[0]);
+        assert_eq!(e["error"], PAIR_NOT_SUPPORTED);
+        assert_eq!(e["success"], false);
+        assert_eq!(e["symbol"], "BTC/ABC");
+        assert_eq!(e["req_id"], 7);
+        assert_eq!(e["method"], "subscribe");
+        assert_eq!(
+            keys(&out[0]),
+            [
+                "error", "method", "req_id", "success", "symbol", "time_in", "time_out"
+            ]
+        );
+        let ack = parse(&out[1]);
+        assert_eq!(ack["result"]["channel"], "trade");
+        assert_eq!(ack["result"]["symbol"], "BTC/USDT");
+        assert_eq!(ack["success"], true);
+        assert_eq!(out.len(), 2);
+        // The real normalizer reads the error as the venue's refusal naming the reason.
+        let mut n = KrakenNormalizer::v2(&[], 10);
+        let mut o = Output::new();
+        let err = n.on_message(out[0].as_bytes(), 1, &mut o).unwrap_err();
+        assert!(err.to_string().contains(PAIR_NOT_SUPPORTED), "{err}");
+        n.on_message(out[1].as_bytes(), 1, &mut o).unwrap();
+        out.clear();
+        // Twice: already subscribed. Bad depth, unknown channel, not JSON: invalid arguments.
+        for (req, want) in [
+            (
+                r#"{"method":"subscribe","params":{"channel":"trade","symbol":["BTC/USDT"]}}"#,
+                ALREADY_SUBSCRIBED,
+            ),
+            (
+                r#"{"method":"subscribe","params":{"channel":"book","symbol":["BTC/USDT"],"depth":7}}"#,
+                INVALID_ARGUMENTS,
+            ),
+            (
+                r#"{"method":"subscribe","params":{"channel":"candles","symbol":["BTC/USDT"]}}"#,
+                INVALID_ARGUMENTS,
+            ),
+            (
+                r#"{"method":"unsubscribe","params":{"channel":"ticker","symbol":["BTC/USDT"]}}"#,
+                NOT_FOUND,
+            ),
+            ("not json", INVALID_ARGUMENTS),
+        ] {
+            s.on_text(req, &c!(), &mut out).unwrap();
+            assert_eq!(out.len(), 1, "{req}");
+            assert_eq!(parse(&out[0])["error"], want, "{req}");
+            out.clear();
+        }
+        // Trades flow; a quiet second brings a heartbeat, a busy one does not.
+        let trade = |id| Emitted {
+            key: StreamKey {
+                symbol: 0,
+                kind: StreamKind::Trade,
+            },
+            at: 0,
+            event: Event::Trade {
+                id,
+                price: 50_000_000_000_000,
+                qty: 1_000_000,
+                buyer_maker: true,
+            },
+        };
+        s.on_event(&trade(1), T0, &c!(), &mut out);
+        assert_eq!(out.len(), 1);
+        let t = parse(&out[0]);
+        assert_eq!(t["data"][0]["side"], "sell");
+        assert_eq!(t["data"][0]["trade_id"], 1);
+        assert_eq!(out[0].matches("\"price\":50000,").count(), 1, "{}", out[0]);
+        out.clear();
+        s.on_tick(&c!(), &mut out);
+        assert!(out.is_empty());
+        s.on_tick(&c!(), &mut out);
+        assert_eq!(out, vec!["{\"channel\":\"heartbeat\"}".to_string()]);
+        out.clear();
+        // Unsubscribed: no more trades (nor heartbeats once nothing is subscribed).
+        s.on_text(
+            r#"{"method":"unsubscribe","params":{"channel":"trade","symbol":["BTC/USDT"]},"req_id":8}"#,
+            &c!(),
+            &mut out,
+        )
+        .unwrap();
+        let ack = parse(&out[0]);
+        assert_eq!(ack["method"], "unsubscribe");
+        assert_eq!(ack["result"]["symbol"], "BTC/USDT");
+        out.clear();
+        s.on_event(&trade(2), T0, &c!(), &mut out);
+        for _ in 0..3 {
+            for e in g.next() {
+                s.on_event(&e, T0, &c!(), &mut out);
+            }
+            s.on_tick(&c!(), &mut out);
+        }
+        assert!(out.is_empty(), "{out:?}");
+        // A trade snapshot holds the trades seen so far.
+        s.on_text(
+            r#"{"method":"subscribe","params":{"channel":"trade","symbol":["BTC/USDT"]}}"#,
+            &c!(),
+            &mut out,
+        )
+        .unwrap();
+        let snap = parse(&out[1]);
+        assert_eq!(snap["type"], "snapshot");
+        assert_eq!(snap["data"][1]["trade_id"], 2);
+    }
+
+    #[test]
+    fn book_unsubscribe_needs_its_depth_and_stops_the_updates() {
+        let catalog = catalog();
+        let mut g = Gen::new(5);
+        let mut s = KrakenSession::new();
+        let mut out = Vec::new();
+        macro_rules! c {
+            () => {
+                ctx(&catalog, &g.market, T0)
+            };
+        }
+        s.on_text(
+            r#"{"method":"subscribe","params":{"channel":"book","symbol":["BTC/USDT"],"depth":25}}"#,
+            &c!(),
+            &mut out,
+        )
+        .unwrap();
+        let ack = parse(&out[1]);
+        assert_eq!(ack["result"]["depth"], 25);
+        assert_eq!(ack["result"]["snapshot"], true);
+        let snap = parse(&out[2]);
+        assert_eq!(snap["type"], "snapshot");
+        assert_eq!(snap["data"][0]["bids"].as_array().unwrap().len(), 25);
+        let data = snap["data"][0].as_object().unwrap();
+        assert_eq!(
+            keys(&out[2])
+                .into_iter()
+                .filter(|k| data.contains_key(k))
+                .collect::<Vec<_>>(),
+            ["symbol", "bids", "asks", "checksum", "timestamp"]
+        );
+        out.clear();
+        s.on_text(
+            r#"{"method":"unsubscribe","params":{"channel":"book","symbol":["BTC/USDT"]}}"#,
+            &c!(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(parse(&out[0])["error"], NOT_FOUND);
+        out.clear();
+        s.on_text(
+            r#"{"method":"unsubscribe","params":{"channel":"book","symbol":["BTC/USDT"],"depth":25}}"#,
+            &c!(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(parse(&out[0])["success"], true);
+        out.clear();
+        for _ in 0..50 {
+            for e in g.next() {
+                s.on_event(&e, T0, &c!(), &mut out);
+            }
+        }
+        assert!(out.is_empty(), "{out:?}");
+        // The adapter's own request shape for books only.
+        let mut spec = KrakenSpot::new(vec!["ETH/USDT".into()]).with_depth(10);
+        spec.channels = ChannelSet::of(&[tickwire_sdk::wire::Channel::Book]);
+        for m in spec.subscribe_messages() {
+            s.on_text(&m, &c!(), &mut out).unwrap();
+        }
+        assert!(
+            out.iter()
+                .any(|m| m.starts_with("{\"channel\":\"instrument\""))
+        );
+        assert!(out.iter().any(|m| m.starts_with("{\"channel\":\"book\"")));
     }
 }
