@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tickwire_engine::cli;
 use tickwire_engine::server::{self, ServerConfig};
-use tickwire_feed::binance::{BinanceMarket, BinanceSpot};
+use tickwire_feed::binance::BinanceSpot;
 use tickwire_feed::sim::{self, SimConfig, SimSource};
 use tickwire_feed::venue::VenueSpec;
 use tickwire_sdk::wire::Venue;
@@ -73,7 +73,8 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9200")]
         listen: SocketAddr,
-        /// Whose dialect to speak: binance (spot) or binance-futures (USD-M).
+        /// Whose dialect to speak (as each venue documents it): binance, binance-futures,
+        /// coinbase, coinbase-advanced, kraken, okx, bybit, bybit-linear.
         #[arg(long, default_value = "binance")]
         venue: Venue,
         /// Binance capture files to replay (plain or gzip); default: the embedded BTCUSDT capture.
@@ -185,13 +186,7 @@ fn main() -> anyhow::Result<()> {
             config.speed = speed;
             config.looping = !no_loop;
             config.paused = paused;
-            config.market = match venue {
-                Venue::Binance => BinanceMarket::Spot,
-                Venue::BinanceFutures => BinanceMarket::UsdFutures,
-                other => anyhow::bail!(
-                    "the simulator does not speak {other}'s dialect yet; it speaks binance and binance-futures"
-                ),
-            };
+            config.venue = venue;
             if !captures.is_empty() || !synthetic.is_empty() {
                 config.sources.clear();
                 if !captures.is_empty() {
@@ -212,7 +207,13 @@ fn main() -> anyhow::Result<()> {
                     _ => "/api/v3/depth",
                 };
                 println!(
-                    "simulator ({venue}) listening: WebSocket {}/stream, REST {}{depth}",
+                    "simulator ({venue}) listening: WebSocket {}, REST {}{depth}",
+                    handle.venue_ws_url(),
+                    handle.rest_url()
+                );
+                println!(
+                    "  connect tickwire to it: tickwire serve --venue {venue} --symbols {} --ws-url {} --rest-url {}",
+                    handle.venue_symbols().join(","),
                     handle.ws_url(),
                     handle.rest_url()
                 );

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tickwire_feed::binance::{BinanceMarket, BinanceSpot};
+use tickwire_feed::binance::BinanceSpot;
 use tickwire_feed::driver::{self, DriverConfig, DriverStats, Shutdown};
 use tickwire_feed::sim::{self, SimConfig, SimSource};
 use tickwire_sdk::L2Book;
@@ -56,7 +56,7 @@ async fn futures_dialect_driver_and_pu_rule_rebuild_the_venue_book() {
         speed: 20.0,
         looping: false,
         paused: true,
-        market: BinanceMarket::UsdFutures,
+        venue: Venue::BinanceFutures,
         ..SimConfig::demo()
     })
     .await

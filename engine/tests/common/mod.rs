@@ -31,7 +31,7 @@ pub async fn capture_sim() -> SimHandle {
         looping: false,
         paused: true,
         ping_interval: Duration::from_secs(20),
-        market: Default::default(),
+        venue: tickwire_sdk::wire::Venue::Binance,
     })
     .await
     .expect("simulator starts")

@@ -13,6 +13,7 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
+use super::dialect::{self, BookSource, Ctx, Session};
 use super::market::Emitted;
 use super::render;
 use super::stream::{Catalog, TimeUnit};
@@ -20,6 +21,15 @@ use crate::clock::now_ns;
 
 /// Messages a connection may have queued before it is closed as a slow consumer.
 pub const QUEUE_CAPACITY: usize = 8192;
+
+fn slow_consumer() -> CloseReason {
+    CloseReason::new(
+        1008,
+        format!(
+            "slow consumer: {QUEUE_CAPACITY} messages queued and unread; read faster or subscribe to less"
+        ),
+    )
+}
 
 /// Why the server closes a connection: a WebSocket close code and a reason (<= 123 bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +63,8 @@ struct Conn {
     masks: Vec<u8>,
     unit: TimeUnit,
     combined: bool,
+    /// A venue dialect's session (the connection is not a Binance one then).
+    session: Option<Box<dyn Session>>,
 }
 
 /// The connections and what each listens to.
@@ -80,6 +92,8 @@ pub struct NewConn {
     pub unit: TimeUnit,
     /// Combined-stream envelope on or off.
     pub combined: bool,
+    /// A venue dialect's session, for connections on a dialect's paths.
+    pub session: Option<Box<dyn Session>>,
 }
 
 impl Registry {
@@ -94,8 +108,88 @@ impl Registry {
             masks: c.masks,
             unit: c.unit,
             combined: c.combined,
+            session: c.session,
         });
         self.next_id
+    }
+
+    /// Runs `f` on connection `id`'s dialect session and queues what it produced. Returns
+    /// `Err` with the reason if the session asked to close the connection or its queue is full;
+    /// `Ok(false)` if there is no such connection or session.
+    pub fn with_session(
+        &mut self,
+        id: u64,
+        f: impl FnOnce(&mut dyn Session, &mut Vec<String>) -> Result<(), CloseReason>,
+    ) -> Result<bool, CloseReason> {
+        let Some(c) = self.conns.iter_mut().find(|c| c.id == id) else {
+            return Ok(false);
+        };
+        let Some(session) = c.session.as_mut() else {
+            return Ok(false);
+        };
+        let mut out = Vec::new();
+        let result = f(session.as_mut(), &mut out);
+        for m in out {
+            if c.tx.try_send(Utf8Bytes::from(m)).is_err() {
+                return Err(slow_consumer());
+            }
+            self.messages += 1;
+        }
+        result.map(|()| true)
+    }
+
+    /// Hands `events` to every dialect session, in order, and queues what they produce. A
+    /// session whose queue is full is closed as a slow consumer.
+    pub fn deliver_sessions(
+        &mut self,
+        catalog: &Catalog,
+        books: &dyn BookSource,
+        events: &[Emitted],
+        wall_ns: impl Fn(u64) -> u64,
+    ) {
+        if !self.conns.iter().any(|c| c.session.is_some()) {
+            return;
+        }
+        let ctx = Ctx {
+            catalog,
+            books,
+            now_ns: now_ns(),
+        };
+        let mut out = Vec::new();
+        let mut drop_ids = Vec::new();
+        for c in &mut self.conns {
+            let Some(session) = c.session.as_mut() else {
+                continue;
+            };
+            if c.kill.is_none() {
+                continue;
+            }
+            for e in events.iter().filter(|e| dialect::mapped(e.key.kind)) {
+                session.on_event(e, wall_ns(e.at), &ctx, &mut out);
+            }
+            for m in out.drain(..) {
+                match c.tx.try_send(Utf8Bytes::from(m)) {
+                    Ok(()) => self.messages += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        self.closed_slow += 1;
+                        warn!(peer = %c.peer, "simulator: closing a slow WebSocket client: {QUEUE_CAPACITY} messages queued and not read");
+                        if let Some(kill) = c.kill.take() {
+                            let _ = kill.send(slow_consumer());
+                        }
+                        drop_ids.push(c.id);
+                        break;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        drop_ids.push(c.id);
+                        break;
+                    }
+                }
+            }
+            out.clear();
+        }
+        if !drop_ids.is_empty() {
+            self.conns.retain(|c| !drop_ids.contains(&c.id));
+        }
     }
 
     /// Removes a connection (when its task ends).
@@ -319,6 +413,7 @@ mod tests {
             masks,
             unit: TimeUnit::Millisecond,
             combined,
+            session: None,
         });
         (id, rx, kill_rx)
     }

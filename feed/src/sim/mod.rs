@@ -58,6 +58,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
+use tickwire_sdk::wire::Venue;
+
 use crate::binance::BinanceMarket;
 use crate::capture::CaptureReader;
 use fanout::{CloseReason, PaceClock, Registry};
@@ -93,9 +95,11 @@ pub struct SimConfig {
     /// Interval of the server's WebSocket ping frames (Binance: 20 s). A connection is
     /// closed when no pong answered them for three intervals.
     pub ping_interval: Duration,
-    /// Which Binance market's dialect to speak: spot (`/api/v3/depth`, `@trade`) or USD-M
-    /// futures (`/fapi/v1/depth`, `pu` in depth events, `T` in book tickers, no `@trade`).
-    pub market: BinanceMarket,
+    /// Whose dialect to speak. Binance spot (the default; `/api/v3/depth`, `@trade`) and USD-M
+    /// futures (`/fapi/v1/depth`, `pu` in depth events, `T` in book tickers, no `@trade`) are
+    /// built in; other venues speak through their [`dialect`] on the venue's own WebSocket
+    /// paths (REST depth and the `/sim/*` control endpoints stay, as simulator extensions).
+    pub venue: Venue,
 }
 
 /// Where market data comes from.
@@ -168,7 +172,7 @@ impl SimConfig {
             looping: true,
             paused: false,
             ping_interval: BINANCE_PING_INTERVAL,
-            market: BinanceMarket::Spot,
+            venue: Venue::Binance,
         }
     }
 }
@@ -227,6 +231,31 @@ impl SimHandle {
     /// `http://127.0.0.1:PORT` (append `/api/v3/depth?...`).
     pub fn rest_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The WebSocket URL a client of the simulated venue connects to: `/stream` for Binance,
+    /// the dialect's first path otherwise.
+    pub fn venue_ws_url(&self) -> String {
+        match &self.shared.dialect {
+            Some(d) => format!(
+                "{}{}",
+                self.ws_url(),
+                d.paths().first().copied().unwrap_or("/")
+            ),
+            None => format!("{}/stream", self.ws_url()),
+        }
+    }
+
+    /// The symbols served, spelled as the simulated venue spells them (`BTC-USDT` on OKX).
+    pub fn venue_symbols(&self) -> Vec<String> {
+        self.shared
+            .catalog
+            .iter()
+            .map(|(_, s)| match &self.shared.dialect {
+                Some(d) => d.symbol(s),
+                None => s.symbol.to_ascii_lowercase(),
+            })
+            .collect()
     }
 
     /// Runs the replay (same as `POST /sim/start`).
@@ -317,7 +346,17 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
         .local_addr()
         .context("simulator: reading the bound address")?;
     let mut catalog = stream::Catalog::clone(core.catalog());
-    catalog.set_market(config.market);
+    catalog.set_market(match config.venue {
+        Venue::BinanceFutures => BinanceMarket::UsdFutures,
+        _ => BinanceMarket::Spot,
+    });
+    let dialect = match config.venue {
+        Venue::Binance | Venue::BinanceFutures => None,
+        other => Some(
+            dialect::for_venue(other)
+                .with_context(|| format!("the simulator does not speak {other}'s dialect yet"))?,
+        ),
+    };
     let catalog = Arc::new(catalog);
     let (control, _) = watch::channel(Control {
         running: !config.paused,
@@ -336,6 +375,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
         ping_interval: config.ping_interval,
         closed_timeout: AtomicU64::new(0),
         closed_rate: AtomicU64::new(0),
+        dialect,
     });
     let app = server::router(shared.clone());
     let mut stop = shared.control.subscribe();

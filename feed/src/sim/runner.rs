@@ -10,8 +10,10 @@ use std::time::Instant;
 
 use tracing::info;
 
+use super::fanout::PaceClock;
 use super::market::Emitted;
 use super::server::{Shared, lock};
+use super::sources::SimCore;
 
 /// Most items processed under one lock of the core.
 const BATCH: u64 = 512;
@@ -75,6 +77,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
+/// Queues `emits` to every connection: Binance ones and dialect sessions (with the core's
+/// books, which already reflect these events).
+fn deliver(shared: &Shared, core: &SimCore, emits: &[Emitted], clock: &PaceClock) {
+    let mut registry = lock(&shared.registry);
+    registry.deliver(&shared.catalog, emits, |v| clock.wall_ns(v));
+    registry.deliver_sessions(&shared.catalog, core, emits, |v| clock.wall_ns(v));
+}
+
 /// Processes every due item (at most [`BATCH`], at most `budget`) and delivers the events.
 /// The core stays locked until they are queued to the connections, so a REST snapshot never
 /// reflects a diff the connections have not been handed.
@@ -93,12 +103,12 @@ fn batch(shared: &Shared, emits: &mut Vec<Emitted>, budget: Option<u64>) {
         core.step(emits);
         steps += 1;
         if emits.len() >= DELIVER_EVERY {
-            lock(&shared.registry).deliver(&shared.catalog, emits, |v| clock.wall_ns(v));
+            deliver(shared, &core, emits, &clock);
             emits.clear();
         }
     }
     if !emits.is_empty() {
-        lock(&shared.registry).deliver(&shared.catalog, emits, |v| clock.wall_ns(v));
+        deliver(shared, &core, emits, &clock);
         emits.clear();
     }
     let synced = core.sync_changes() != syncs;

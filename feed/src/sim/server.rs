@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info};
 
+use super::dialect::{Ctx, Dialect};
 use super::fanout::{CloseReason, NewConn, PaceClock, QUEUE_CAPACITY, Registry};
 use super::protocol::{Beat, Heartbeat, MAX_STREAMS, RateLimiter, Session};
 use super::render;
@@ -61,6 +62,8 @@ pub(crate) struct Shared {
     pub ping_interval: Duration,
     pub closed_timeout: AtomicU64,
     pub closed_rate: AtomicU64,
+    /// The venue dialect spoken on its own paths, if not Binance's.
+    pub dialect: Option<Arc<dyn Dialect>>,
 }
 
 /// Locks a mutex, recovering the data if a holder panicked (never expected).
@@ -69,12 +72,23 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/stream", get(ws_combined))
-        .route("/stream/", get(ws_combined))
-        .route("/ws", get(ws_raw))
-        .route("/ws/", get(ws_raw))
-        .route("/ws/{*streams}", get(ws_raw_path))
+    let mut router = Router::new();
+    match &shared.dialect {
+        Some(d) => {
+            for path in d.paths() {
+                router = router.route(path, get(ws_dialect));
+            }
+        }
+        None => {
+            router = router
+                .route("/stream", get(ws_combined))
+                .route("/stream/", get(ws_combined))
+                .route("/ws", get(ws_raw))
+                .route("/ws/", get(ws_raw))
+                .route("/ws/{*streams}", get(ws_raw_path));
+        }
+    }
+    router
         .route("/api/v3/depth", get(rest_depth))
         .route("/api/v3/ping", get(rest_ping))
         .route("/api/v3/time", get(rest_time))
@@ -203,6 +217,7 @@ fn accept(
         masks: session.masks(shared.catalog.len()),
         unit,
         combined,
+        session: None,
     });
     debug!(%peer, id, streams = names, "simulator: WebSocket client connected");
     let guard = ConnGuard { shared, id };
@@ -336,6 +351,156 @@ async fn connection(
         };
         // Send the close frame and give the client a moment to answer it (the RFC 6455
         // closing handshake) instead of resetting a connection it may still write pongs to.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            ws.send(Message::Close(Some(frame))).await?;
+            while let Some(m) = ws.recv().await {
+                if matches!(m?, Message::Close(_)) {
+                    break;
+                }
+            }
+            Ok::<(), axum::Error>(())
+        })
+        .await;
+    }
+    drop(guard);
+}
+
+/// A WebSocket connection on one of the venue dialect's paths.
+async fn ws_dialect(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    ws: Upgrade,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            return (
+                rejection.status(),
+                format!(
+                    "this is a WebSocket endpoint ({rejection}); connect with a WebSocket client"
+                ),
+            )
+                .into_response();
+        }
+    };
+    let Some(dialect) = shared.dialect.clone() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+    let (kill, kill_rx) = oneshot::channel();
+    let id = lock(&shared.registry).register(NewConn {
+        peer,
+        tx,
+        kill,
+        masks: Vec::new(),
+        unit: TimeUnit::Millisecond,
+        combined: false,
+        session: Some(dialect.session(uri.path())),
+    });
+    debug!(%peer, id, venue = %dialect.venue(), "simulator: WebSocket client connected");
+    let guard = ConnGuard { shared, id };
+    ws.max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| dialect_connection(socket, rx, kill_rx, guard))
+}
+
+/// Runs `f` on the connection's session with the current books (core, then registry: the
+/// lock order), queueing its output behind everything already queued.
+fn on_session(
+    shared: &Shared,
+    id: u64,
+    f: impl FnOnce(
+        &mut dyn super::dialect::Session,
+        &Ctx<'_>,
+        &mut Vec<String>,
+    ) -> Result<(), CloseReason>,
+) -> Result<(), CloseReason> {
+    let core = lock(&shared.core);
+    let ctx = Ctx {
+        catalog: &shared.catalog,
+        books: &*core,
+        now_ns: now_ns(),
+    };
+    lock(&shared.registry)
+        .with_session(id, |s, out| f(s, &ctx, out))
+        .map(|_| ())
+}
+
+/// A dialect connection: queued messages out (many per flush), client text to the session,
+/// a tick a second for heartbeats. WebSocket pings are answered by the WebSocket layer.
+async fn dialect_connection(
+    mut ws: WebSocket,
+    mut rx: mpsc::Receiver<Utf8Bytes>,
+    mut kill: oneshot::Receiver<CloseReason>,
+    guard: ConnGuard,
+) {
+    let shared = guard.shared.clone();
+    let id = guard.id;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut batch: Vec<Utf8Bytes> = Vec::with_capacity(256);
+    let close: Option<CloseReason> = loop {
+        tokio::select! {
+            biased;
+            reason = &mut kill => break reason.ok(),
+            n = rx.recv_many(&mut batch, 256) => {
+                if n == 0 {
+                    break None;
+                }
+                let write = async {
+                    for m in batch.drain(..) {
+                        ws.feed(Message::Text(m)).await?;
+                    }
+                    ws.flush().await
+                };
+                tokio::select! {
+                    biased;
+                    reason = &mut kill => break reason.ok(),
+                    r = write => if r.is_err() { break None },
+                }
+            }
+            incoming = ws.recv() => {
+                let msg = match incoming {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(e)) => break close_for_error(e),
+                    None => break None,
+                };
+                let text = match &msg {
+                    Message::Text(t) => t.as_str().to_string(),
+                    Message::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+                    Message::Ping(_) => {
+                        if ws.flush().await.is_err() {
+                            break None;
+                        }
+                        continue;
+                    }
+                    Message::Pong(_) => continue,
+                    Message::Close(_) => {
+                        let _ = ws.flush().await;
+                        break None;
+                    }
+                };
+                if let Err(reason) = on_session(&shared, id, |s, ctx, out| s.on_text(&text, ctx, out)) {
+                    break Some(reason);
+                }
+            }
+            _ = ticker.tick() => {
+                if let Err(reason) = on_session(&shared, id, |s, ctx, out| {
+                    s.on_tick(ctx, out);
+                    Ok(())
+                }) {
+                    break Some(reason);
+                }
+            }
+        }
+    };
+    if let Some(reason) = close {
+        info!(id, code = reason.code, reason = %reason.reason, "simulator: closing a WebSocket client");
+        let frame = CloseFrame {
+            code: reason.code,
+            reason: reason.reason.into(),
+        };
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             ws.send(Message::Close(Some(frame))).await?;
             while let Some(m) = ws.recv().await {

@@ -265,6 +265,12 @@ fn add_tape_symbols(
         .collect()
 }
 
+impl super::dialect::BookSource for SimCore {
+    fn book(&self, symbol: SymbolId, limit: usize) -> Option<DepthSnapshot> {
+        self.snapshot(symbol, limit)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

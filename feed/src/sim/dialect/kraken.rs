@@ -81,6 +81,10 @@ impl Dialect for KrakenDialect {
     fn session(&self, _path: &str) -> Box<dyn Session> {
         Box::new(KrakenSession::new())
     }
+
+    fn symbol(&self, spec: &SymbolSpec) -> String {
+        symbol(spec)
+    }
 }
 
 /// A symbol as Kraken v2 spells it (`BTC/USDT`).

@@ -20,6 +20,8 @@
 
 pub mod kraken;
 
+use std::sync::Arc;
+
 use tickwire_sdk::wire::Venue;
 
 use super::fanout::CloseReason;
@@ -76,6 +78,20 @@ pub trait Dialect: Send + Sync + 'static {
 
     /// A session for a new connection on `path`.
     fn session(&self, path: &str) -> Box<dyn Session>;
+
+    /// The venue's spelling of a catalog symbol (`BTC-USDT`), usually [`venue_symbol`].
+    fn symbol(&self, spec: &SymbolSpec) -> String;
+}
+
+/// The dialect of `venue`, if the simulator speaks it (Binance spot and futures are built into
+/// the server and have none).
+pub fn for_venue(venue: Venue) -> Option<Arc<dyn Dialect>> {
+    all().into_iter().find(|d| d.venue() == venue)
+}
+
+/// Every dialect the simulator speaks besides Binance's.
+pub fn all() -> Vec<Arc<dyn Dialect>> {
+    vec![Arc::new(kraken::KrakenDialect)]
 }
 
 /// The venue spelling of a catalog symbol: `base` + `sep` + `quote` (`BTC-USDT`, `BTC/USD`),
