@@ -18,6 +18,8 @@
 //! Binance-only kinds ([`StreamKind::AggTrade`], [`StreamKind::Depth1000ms`]) carry the same
 //! information again and are skipped.
 
+pub mod kraken;
+
 use std::sync::Arc;
 
 use tickwire_sdk::wire::Venue;
@@ -96,6 +98,7 @@ pub fn all() -> Vec<Arc<dyn Dialect>> {
     vec![
         Arc::new(bybit::BybitDialect::spot()),
         Arc::new(bybit::BybitDialect::linear()),
+        Arc::new(kraken::KrakenDialect),
         Arc::new(okx::OkxDialect::new()),
     ]
 }
