@@ -18,21 +18,19 @@
 //! Binance-only kinds ([`StreamKind::AggTrade`], [`StreamKind::Depth1000ms`]) carry the same
 //! information again and are skipped.
 
+pub mod bybit;
 pub mod kraken;
+pub mod okx;
 
 use std::sync::Arc;
 
 use tickwire_sdk::wire::Venue;
-
-pub mod bybit;
 
 use super::fanout::CloseReason;
 use super::market::{DepthSnapshot, Emitted};
 use super::stream::{Catalog, StreamKind, SymbolId, SymbolSpec};
 
 pub use super::stream::StreamKind as Kind;
-
-pub mod okx;
 
 /// The current books of the simulated market.
 pub trait BookSource {
