@@ -5,6 +5,7 @@
 //! - [`bybit`]: Bybit v5 spot and linear: normalizer and books.
 //! - [`coinbase`]: Coinbase Exchange: normalizer and level2 books.
 //! - [`coinbase_advanced`]: Coinbase Advanced Trade: normalizer and level2 books.
+//! - [`layout`]: exact-layout message reading, the normalizers' fast path.
 //! - [`kraken`]: Kraken spot, WebSocket v2 and v1: normalizer and checksum-verified books.
 //! - [`okx`]: OKX v5: normalizer, `books` builder with seqId and checksum checks.
 //! - [`book`]: the L2 order book the adapters keep.
@@ -24,6 +25,7 @@ pub mod coinbase_advanced;
 pub mod driver;
 pub mod json;
 pub mod kraken;
+pub mod layout;
 pub mod normalizer;
 pub mod okx;
 pub mod sim;

@@ -375,3 +375,145 @@ fn malformed_messages_are_counted_and_skipped() {
     assert_eq!(trades, 9_757);
     h.truth["BTCUSDT"].assert_eq_book(h.book_of("BTCUSDT"), 8, "at the end");
 }
+
+/// Runs `records` through a normalizer with the exact-layout fast path on or off; returns
+/// every frame, action and error, and the fast path's hit count.
+fn run_paths(records: &[Record], fast: bool, futures: bool) -> (Vec<String>, u64) {
+    let mut n = if futures {
+        BinanceNormalizer::usd_futures(&[])
+    } else {
+        BinanceNormalizer::spot(&[])
+    };
+    n.set_fast_path(fast);
+    let mut out = Output::new();
+    let mut seen = Vec::new();
+    for r in records {
+        out.clear();
+        let ts = r.ts_ns.unwrap_or(0);
+        let res = match (&r.kind, r.url_symbol()) {
+            (RecordKind::Http { .. }, Some(sym)) => n.on_snapshot(sym, &r.payload, ts, &mut out),
+            (RecordKind::Received | RecordKind::Http { .. }, _) => {
+                n.on_message(&r.payload, ts, &mut out)
+            }
+            _ => continue,
+        };
+        seen.push(format!("{res:?} {:?} {:?}", out.frames, out.actions));
+    }
+    seen.push(format!("{:?}", n.stats()));
+    (seen, n.fast_hits())
+}
+
+#[test]
+fn fast_path_gives_the_tape_path_frames_on_every_capture_message() {
+    let mut cryptofeed: Vec<Record> = CaptureReader::open(format!(
+        "{CAPTURES}/binance_spot/depth100ms_bookTicker_kline1m_aggTrade/BINANCE.ws.1.0"
+    ))
+    .unwrap()
+    .read_all()
+    .unwrap();
+    cryptofeed.extend(
+        CaptureReader::open(format!(
+            "{CAPTURES}/binance_spot/rest_depth_snapshot/BINANCE.http.0.0"
+        ))
+        .unwrap()
+        .read_all()
+        .unwrap(),
+    );
+    cryptofeed.sort_by_key(|r| r.ts_ns);
+    for (name, records) in [("hftbacktest", hftbacktest()), ("cryptofeed", cryptofeed)] {
+        let (tape, zero) = run_paths(&records, false, false);
+        let (fast, hits) = run_paths(&records, true, false);
+        assert_eq!(zero, 0);
+        assert_eq!(tape.len(), fast.len());
+        for (k, (a, b)) in tape.iter().zip(&fast).enumerate() {
+            assert_eq!(a, b, "{name}: message {k} differs between the paths");
+        }
+        let data = records
+            .iter()
+            .filter(|r| {
+                let p = String::from_utf8_lossy(&r.payload);
+                ["\"trade\"", "\"aggTrade\"", "\"depthUpdate\"", "bookTicker"]
+                    .iter()
+                    .any(|k| p.contains(k))
+            })
+            .count() as u64;
+        assert_eq!(hits, data, "{name}: every data message takes the fast path");
+    }
+}
+
+#[test]
+fn fast_path_reads_the_futures_layouts_like_the_tape() {
+    let lines = [
+        r#"{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1723161255343,"T":1723161255341,"s":"BTCUSDT","U":100,"u":105,"pu":99,"b":[["61837.60","1.500"]],"a":[["61837.70","0.002"],["61838.00","0"]]}}"#,
+        r#"{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1723161255343,"s":"BTCUSDT","a":5933014,"p":"61837.70","q":"0.010","f":100,"l":105,"T":1723161255342,"m":true}}"#,
+        r#"{"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":400900217,"E":1568014460893,"T":1568014460891,"s":"BTCUSDT","b":"61837.60","B":"1.500","a":"61837.70","A":"0.002"}}"#,
+        r#"{"e":"aggTrade","E":1723161255343,"s":"BTCUSDT","a":5933015,"p":"61837.70","q":"0.010","f":106,"l":106,"T":1723161255342,"m":false}"#,
+    ];
+    let records: Vec<Record> = lines
+        .iter()
+        .enumerate()
+        .map(|(k, l)| tickwire_feed::capture::parse_line(l.as_bytes(), k as u64).unwrap())
+        .collect();
+    let (tape, _) = run_paths(&records, false, true);
+    let (fast, hits) = run_paths(&records, true, true);
+    assert_eq!(tape, fast);
+    assert_eq!(hits, 4);
+}
+
+mod fast_path_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn samples() -> &'static [Vec<u8>] {
+        static SAMPLES: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+        SAMPLES.get_or_init(pick_samples)
+    }
+
+    fn pick_samples() -> Vec<Vec<u8>> {
+        let records = hftbacktest();
+        let mut picked = Vec::new();
+        for key in ["\"trade\"", "bookTicker", "\"depthUpdate\""] {
+            picked.extend(
+                records
+                    .iter()
+                    .filter(|r| String::from_utf8_lossy(&r.payload).contains(key))
+                    .take(20)
+                    .map(|r| r.payload.to_vec()),
+            );
+        }
+        picked
+    }
+
+    fn both(raw: &[u8]) -> (String, String) {
+        let mut out = Output::new();
+        let mut run = |fast: bool| {
+            let mut n = BinanceNormalizer::spot(&[]);
+            n.set_fast_path(fast);
+            out.clear();
+            let r = n.on_message(raw, 1, &mut out);
+            // Only what a message produces on its own is compared: errors as error or not
+            // (the fast path never reports; it falls back), frames and actions exactly.
+            format!("{} {:?} {:?}", r.is_ok(), out.frames, out.actions)
+        };
+        (run(false), run(true))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn mutated_messages_give_the_same_result_on_both_paths(
+            pick in 0usize..60,
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        ) {
+            let samples = samples();
+            let mut raw = samples[pick % samples.len()].clone();
+            for (at, byte) in edits {
+                let k = at.index(raw.len());
+                raw[k] = byte;
+            }
+            let (tape, fast) = both(&raw);
+            prop_assert_eq!(tape, fast, "input: {:?}", String::from_utf8_lossy(&raw));
+        }
+    }
+}

@@ -8,8 +8,8 @@
 use simd_json::prelude::*;
 use simd_json::tape::Value;
 use tickwire_sdk::wire::{
-    Body, BookDelta, BookSide, BookSnapshot, Frame, Quote, Side, StatusCode, Trade, TradeId, Venue,
-    flags,
+    Body, BookDelta, BookSide, BookSnapshot, Frame, Parsed, Quote, Side, StatusCode, Trade,
+    TradeId, Venue, flags,
 };
 
 use super::depth_sync::{DepthEvent, DepthSnapshot, DepthSync, Outcome, SyncRule};
@@ -18,6 +18,7 @@ use crate::json::{
     Precision, TapeParser, array_field, fields, levels, opt_u64, req_array, req_bool, req_decimal,
     req_str, req_u64, u64_field,
 };
+use crate::layout::Cursor;
 use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Stats};
 use crate::symbols::{SymbolIndex, SymbolTable};
 
@@ -56,6 +57,33 @@ pub struct BinanceNormalizer {
     stats: Stats,
     /// Scratch event reused for every depth update.
     scratch: DepthEvent,
+    /// Try the exact-layout reader before the tape (on by default; see [`crate::layout`]).
+    fast_path: bool,
+    /// Messages the exact-layout reader handled.
+    fast_hits: u64,
+}
+
+/// A trade or aggTrade's fields, however they were read.
+struct TradeFields<'a> {
+    symbol: &'a str,
+    id: u64,
+    price: Parsed,
+    qty: Parsed,
+    /// `T`, else `E`, else 0 (venue units).
+    time: u64,
+    /// `m`.
+    buyer_is_maker: bool,
+}
+
+/// A bookTicker's fields, however they were read.
+struct QuoteFields<'a> {
+    symbol: &'a str,
+    bid: Parsed,
+    bid_qty: Parsed,
+    ask: Parsed,
+    ask_qty: Parsed,
+    /// `T`, else `E`, else 0 (venue units).
+    time: u64,
 }
 
 /// Where a message came from, for the dispatcher.
@@ -90,11 +118,24 @@ impl BinanceNormalizer {
             parser: Some(TapeParser::new()),
             stats: Stats::default(),
             scratch: DepthEvent::default(),
+            fast_path: true,
+            fast_hits: 0,
         };
         for s in symbols {
             n.intern(&s.to_ascii_uppercase());
         }
         n
+    }
+
+    /// Turns the exact-layout fast path on or off (on by default). Off, every message goes
+    /// through the simd-json tape: the tests compare the two paths frame for frame.
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
+    }
+
+    /// Messages handled by the exact-layout fast path so far.
+    pub fn fast_hits(&self) -> u64 {
+        self.fast_hits
     }
 
     /// The book of `symbol` if it is synced (for tests and the engine's checks).
@@ -159,12 +200,29 @@ impl BinanceNormalizer {
         let msg = if agg { "aggTrade" } else { "trade" };
         let id_field = if agg { "a" } else { "t" };
         let [s, id, p, q, t, e, m] = fields(d, ["s", id_field, "p", "q", "T", "E", "m"]);
-        let symbol = req_str(s, msg, "s")?;
-        let id = req_u64(id, msg, id_field)?;
-        let price = req_decimal(p, msg, "p")?;
-        let qty = req_decimal(q, msg, "q")?;
-        let time = opt_u64(t, msg, "T")?.or(opt_u64(e, msg, "E")?).unwrap_or(0);
-        let buyer_is_maker = req_bool(m, msg, "m")?;
+        let fields = TradeFields {
+            symbol: req_str(s, msg, "s")?,
+            id: req_u64(id, msg, id_field)?,
+            price: req_decimal(p, msg, "p")?,
+            qty: req_decimal(q, msg, "q")?,
+            time: opt_u64(t, msg, "T")?.or(opt_u64(e, msg, "E")?).unwrap_or(0),
+            buyer_is_maker: req_bool(m, msg, "m")?,
+        };
+        self.emit_trade(fields, agg, ts_recv, out);
+        Ok(())
+    }
+
+    /// A parsed trade or aggTrade -> a Trade frame (and a Gap status if ids were skipped).
+    fn emit_trade(&mut self, f: TradeFields<'_>, agg: bool, ts_recv: u64, out: &mut Output) {
+        let msg = if agg { "aggTrade" } else { "trade" };
+        let TradeFields {
+            symbol,
+            id,
+            price,
+            qty,
+            time,
+            buyer_is_maker,
+        } = f;
         let i = self.intern(symbol);
         let inst = self
             .symbols
@@ -205,7 +263,6 @@ impl BinanceNormalizer {
                 trade_id: TradeId::Num(id),
             }),
         ));
-        Ok(())
     }
 
     fn on_book_ticker(
@@ -216,13 +273,29 @@ impl BinanceNormalizer {
     ) -> Result<(), NormalizeError> {
         const M: &str = "bookTicker";
         let [s, b, bq, a, aq, t, e] = fields(d, ["s", "b", "B", "a", "A", "T", "E"]);
-        let symbol = req_str(s, M, "s")?;
-        let bid = req_decimal(b, M, "b")?;
-        let bid_qty = req_decimal(bq, M, "B")?;
-        let ask = req_decimal(a, M, "a")?;
-        let ask_qty = req_decimal(aq, M, "A")?;
-        // Spot bookTicker carries no time; futures carries E (event) and T (transaction).
-        let time = opt_u64(t, M, "T")?.or(opt_u64(e, M, "E")?).unwrap_or(0);
+        let fields = QuoteFields {
+            symbol: req_str(s, M, "s")?,
+            bid: req_decimal(b, M, "b")?,
+            bid_qty: req_decimal(bq, M, "B")?,
+            ask: req_decimal(a, M, "a")?,
+            ask_qty: req_decimal(aq, M, "A")?,
+            // Spot bookTicker carries no time; futures carries E (event) and T (transaction).
+            time: opt_u64(t, M, "T")?.or(opt_u64(e, M, "E")?).unwrap_or(0),
+        };
+        self.emit_quote(fields, ts_recv, out);
+        Ok(())
+    }
+
+    /// A parsed bookTicker -> a Quote frame.
+    fn emit_quote(&mut self, f: QuoteFields<'_>, ts_recv: u64, out: &mut Output) {
+        let QuoteFields {
+            symbol,
+            bid,
+            bid_qty,
+            ask,
+            ask_qty,
+            time,
+        } = f;
         let i = self.intern(symbol);
         let pd = bid.decimals.max(ask.decimals);
         let qd = bid_qty.decimals.max(ask_qty.decimals);
@@ -239,7 +312,6 @@ impl BinanceNormalizer {
                 ask_qty: ask_qty.value,
             }),
         ));
-        Ok(())
     }
 
     /// Reads a depthUpdate into the scratch event; returns the symbol index and precision.
@@ -291,6 +363,18 @@ impl BinanceNormalizer {
                 return Err(e);
             }
         };
+        self.apply_depth(i, precision, ts_recv, out);
+        Ok(())
+    }
+
+    /// The depth update in `self.scratch` (symbol `i`) -> book sync -> frames.
+    fn apply_depth(
+        &mut self,
+        i: SymbolIndex,
+        precision: Precision,
+        ts_recv: u64,
+        out: &mut Output,
+    ) {
         let inst = self
             .symbols
             .announce(i, precision.price, precision.qty, ts_recv, out);
@@ -319,7 +403,6 @@ impl BinanceNormalizer {
                 self.report_gap(i, detail, ts_recv, out);
             }
         }
-        Ok(())
     }
 
     /// Emits the Gap status and asks for a snapshot (the sync machine is already buffering).
@@ -452,6 +535,61 @@ impl BinanceNormalizer {
         }
     }
 
+    /// The exact-layout fast path for the data messages (trade, aggTrade, depthUpdate,
+    /// bookTicker, spot and futures layouts, raw or in a combined envelope). Returns false,
+    /// having changed nothing but the scratch event, when the message is not exactly one of
+    /// those layouts: the tape path then handles it.
+    fn fast(&mut self, raw: &[u8], ts_recv: u64, out: &mut Output) -> bool {
+        let mut c = Cursor::new(raw);
+        let enveloped = c.opt_lit(b"{\"stream\":\"");
+        if enveloped && (c.str_body().is_none() || c.lit(b",\"data\":").is_none()) {
+            return false;
+        }
+        let done = |c: &mut Cursor<'_>| -> Option<()> {
+            c.lit(b"}")?;
+            if enveloped {
+                c.lit(b"}")?;
+            }
+            c.end()
+        };
+        if c.opt_lit(b"{\"e\":\"trade\",\"E\":") {
+            let Some(f) = fast_trade(&mut c, b"t", &done) else {
+                return false;
+            };
+            self.stats.count("trade");
+            self.emit_trade(f, false, ts_recv, out);
+        } else if c.opt_lit(b"{\"e\":\"aggTrade\",\"E\":") {
+            let Some(f) = fast_trade(&mut c, b"a", &done) else {
+                return false;
+            };
+            self.stats.count("aggTrade");
+            self.emit_trade(f, true, ts_recv, out);
+        } else if c.opt_lit(b"{\"e\":\"depthUpdate\",\"E\":") {
+            let Some((symbol, precision)) = fast_depth(&mut c, &mut self.scratch, &done) else {
+                return false;
+            };
+            self.scratch.ts_recv = ts_recv;
+            self.stats.count("depthUpdate");
+            let i = self.intern(symbol);
+            self.apply_depth(i, precision, ts_recv, out);
+        } else if c.opt_lit(b"{\"u\":") {
+            let Some(f) = fast_spot_ticker(&mut c, &done) else {
+                return false;
+            };
+            self.stats.count("bookTicker");
+            self.emit_quote(f, ts_recv, out);
+        } else if c.opt_lit(b"{\"e\":\"bookTicker\",\"u\":") {
+            let Some(f) = fast_futures_ticker(&mut c, &done) else {
+                return false;
+            };
+            self.stats.count("bookTicker");
+            self.emit_quote(f, ts_recv, out);
+        } else {
+            return false;
+        }
+        true
+    }
+
     fn dispatch(
         &mut self,
         root: Value<'_, '_>,
@@ -514,6 +652,143 @@ impl BinanceNormalizer {
     }
 }
 
+/// `<E>,"s":..,"<id>":..,"p":..,"q":..[,"f":..,"l":..],"T":..,"m":..[,"M":..]` then the end.
+fn fast_trade<'a>(
+    c: &mut Cursor<'a>,
+    id_key: &[u8],
+    done: &dyn Fn(&mut Cursor<'a>) -> Option<()>,
+) -> Option<TradeFields<'a>> {
+    c.u64()?; // E: T is the trade time
+    c.lit(b",\"s\":")?;
+    let symbol = c.str()?;
+    c.lit(b",\"")?;
+    c.lit(id_key)?;
+    c.lit(b"\":")?;
+    let id = c.u64()?;
+    c.lit(b",\"p\":")?;
+    let price = c.dec()?;
+    c.lit(b",\"q\":")?;
+    let qty = c.dec()?;
+    if id_key == b"a" {
+        c.lit(b",\"f\":")?;
+        c.u64()?;
+        c.lit(b",\"l\":")?;
+        c.u64()?;
+    }
+    c.lit(b",\"T\":")?;
+    let time = c.u64()?;
+    c.lit(b",\"m\":")?;
+    let buyer_is_maker = c.bool()?;
+    if c.opt_lit(b",\"M\":") {
+        c.bool()?;
+    }
+    done(c)?;
+    Some(TradeFields {
+        symbol,
+        id,
+        price,
+        qty,
+        time,
+        buyer_is_maker,
+    })
+}
+
+/// `<E>[,"T":..],"s":..,"U":..,"u":..[,"pu":..],"b":[..],"a":[..]` then the end, into `ev`.
+fn fast_depth<'a>(
+    c: &mut Cursor<'a>,
+    ev: &mut DepthEvent,
+    done: &dyn Fn(&mut Cursor<'a>) -> Option<()>,
+) -> Option<(&'a str, Precision)> {
+    let event_time = c.u64()?;
+    let time = if c.opt_lit(b",\"T\":") {
+        c.u64()?
+    } else {
+        event_time
+    };
+    c.lit(b",\"s\":")?;
+    let symbol = c.str()?;
+    c.lit(b",\"U\":")?;
+    let first_id = c.u64()?;
+    c.lit(b",\"u\":")?;
+    let last_id = c.u64()?;
+    let prev_last_id = if c.opt_lit(b",\"pu\":") {
+        Some(c.u64()?)
+    } else {
+        None
+    };
+    if first_id > last_id {
+        return None; // the tape path reports it
+    }
+    let mut precision = Precision::default();
+    c.lit(b",\"b\":")?;
+    c.levels(&mut ev.bids, &mut precision.price, &mut precision.qty)?;
+    c.lit(b",\"a\":")?;
+    c.levels(&mut ev.asks, &mut precision.price, &mut precision.qty)?;
+    done(c)?;
+    ev.first_id = first_id;
+    ev.last_id = last_id;
+    ev.prev_last_id = prev_last_id;
+    ev.ts_exchange = venue_time_to_ns(time);
+    Some((symbol, precision))
+}
+
+/// Spot: `{"u":..,"s":..,"b":..,"B":..,"a":..,"A":..}` after `{"u":`.
+fn fast_spot_ticker<'a>(
+    c: &mut Cursor<'a>,
+    done: &dyn Fn(&mut Cursor<'a>) -> Option<()>,
+) -> Option<QuoteFields<'a>> {
+    c.u64()?;
+    c.lit(b",\"s\":")?;
+    let symbol = c.str()?;
+    let (bid, bid_qty, ask, ask_qty) = fast_bbo(c)?;
+    done(c)?;
+    Some(QuoteFields {
+        symbol,
+        bid,
+        bid_qty,
+        ask,
+        ask_qty,
+        time: 0,
+    })
+}
+
+/// Futures: `{"e":"bookTicker","u":..,"E":..,"T":..,"s":..,"b":..,"B":..,"a":..,"A":..}`.
+fn fast_futures_ticker<'a>(
+    c: &mut Cursor<'a>,
+    done: &dyn Fn(&mut Cursor<'a>) -> Option<()>,
+) -> Option<QuoteFields<'a>> {
+    c.u64()?;
+    c.lit(b",\"E\":")?;
+    c.u64()?;
+    c.lit(b",\"T\":")?;
+    let time = c.u64()?;
+    c.lit(b",\"s\":")?;
+    let symbol = c.str()?;
+    let (bid, bid_qty, ask, ask_qty) = fast_bbo(c)?;
+    done(c)?;
+    Some(QuoteFields {
+        symbol,
+        bid,
+        bid_qty,
+        ask,
+        ask_qty,
+        time,
+    })
+}
+
+/// `,"b":..,"B":..,"a":..,"A":..`
+fn fast_bbo(c: &mut Cursor<'_>) -> Option<(Parsed, Parsed, Parsed, Parsed)> {
+    c.lit(b",\"b\":")?;
+    let bid = c.dec()?;
+    c.lit(b",\"B\":")?;
+    let bid_qty = c.dec()?;
+    c.lit(b",\"a\":")?;
+    let ask = c.dec()?;
+    c.lit(b",\"A\":")?;
+    let ask_qty = c.dec()?;
+    Some((bid, bid_qty, ask, ask_qty))
+}
+
 /// One BookDelta per changed level, bids then asks, `LAST` on the final one.
 fn emit_deltas(venue: Venue, inst: u32, ev: &DepthEvent, extra: u8, out: &mut Output) {
     let n = ev.bids.len() + ev.asks.len();
@@ -567,11 +842,17 @@ impl Normalizer for BinanceNormalizer {
     ) -> Result<(), NormalizeError> {
         self.stats.messages += 1;
         let before = out.frames.len();
-        let mut parser = self.parser.take().unwrap_or_default();
-        let result = parser
-            .with(raw, |root| self.dispatch(root, ts_recv, out))
-            .and_then(|r| r);
-        self.parser = Some(parser);
+        let result = if self.fast_path && self.fast(raw, ts_recv, out) {
+            self.fast_hits += 1;
+            Ok(())
+        } else {
+            let mut parser = self.parser.take().unwrap_or_default();
+            let result = parser
+                .with(raw, |root| self.dispatch(root, ts_recv, out))
+                .and_then(|r| r);
+            self.parser = Some(parser);
+            result
+        };
         self.stats.frames += (out.frames.len() - before) as u64;
         if let Err(e) = &result {
             self.stats.errors += 1;

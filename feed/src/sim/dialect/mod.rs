@@ -18,12 +18,15 @@
 //! Binance-only kinds ([`StreamKind::AggTrade`], [`StreamKind::Depth1000ms`]) carry the same
 //! information again and are skipped.
 
+pub mod bybit;
+pub mod coinbase;
+pub mod coinbase_advanced;
+pub mod kraken;
+pub mod okx;
+
 use std::sync::Arc;
 
 use tickwire_sdk::wire::Venue;
-
-pub mod coinbase;
-pub mod coinbase_advanced;
 
 use super::fanout::CloseReason;
 use super::market::{DepthSnapshot, Emitted};
@@ -93,8 +96,12 @@ pub fn for_venue(venue: Venue) -> Option<Arc<dyn Dialect>> {
 /// Every dialect the simulator speaks besides Binance's.
 pub fn all() -> Vec<Arc<dyn Dialect>> {
     vec![
+        Arc::new(bybit::BybitDialect::spot()),
+        Arc::new(bybit::BybitDialect::linear()),
         Arc::new(coinbase::ExchangeDialect),
         Arc::new(coinbase_advanced::AdvancedTradeDialect),
+        Arc::new(kraken::KrakenDialect),
+        Arc::new(okx::OkxDialect::new()),
     ]
 }
 

@@ -1,0 +1,262 @@
+//! Exact-layout reading: the fast path of the normalizers.
+//!
+//! A venue sends each message type with the same keys in the same order, compact, every time.
+//! A [`Cursor`] walks such a message expecting exactly that layout: literal key runs are
+//! compared as bytes, and only the values are read (strings without escapes, unsigned
+//! integers, decimal strings straight to fixed point, booleans, `[price, qty]` level arrays).
+//! Anything else (whitespace, another key order, an escape, an exponent, a missing field)
+//! makes the read return `None`, and the normalizer falls back to its general simd-json tape
+//! path, which also produces the error messages. So the fast path never decides that input is
+//! bad; it only accepts input it is sure of.
+//!
+//! Soundness: everything a cursor accepts is valid JSON (strings are checked for quotes,
+//! backslashes and control characters; integers have no leading zeros; literals are exact),
+//! and [`Cursor::end`] checks that nothing follows the value. Each normalizer's tests compare
+//! its fast path with its tape path, frame for frame, on real captures and on mutated input.
+
+use tickwire_sdk::wire::{Level, Parsed, parse_decimal};
+
+/// A reading position in one message. Every method consumes what it reads and returns
+/// `None` (leaving the cursor somewhere undefined) when the input is not what it expects.
+#[derive(Debug, Clone)]
+pub struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor at the start of `bytes`.
+    #[inline]
+    pub fn new(bytes: &'a [u8]) -> Cursor<'a> {
+        Cursor { bytes, pos: 0 }
+    }
+
+    /// The bytes not read yet.
+    #[inline]
+    pub fn rest(&self) -> &'a [u8] {
+        &self.bytes[self.pos..]
+    }
+
+    /// True if the unread input starts with `lit`.
+    #[inline]
+    pub fn peek(&self, lit: &[u8]) -> bool {
+        self.rest().starts_with(lit)
+    }
+
+    /// Consumes `lit` exactly.
+    #[inline]
+    pub fn lit(&mut self, lit: &[u8]) -> Option<()> {
+        if self.peek(lit) {
+            self.pos += lit.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// Consumes `lit` if it is next; says whether it was.
+    #[inline]
+    pub fn opt_lit(&mut self, lit: &[u8]) -> bool {
+        self.lit(lit).is_some()
+    }
+
+    /// The contents of a string value, the opening quote already consumed: up to the closing
+    /// quote, which is consumed. No escapes, no control characters.
+    #[inline]
+    pub fn str_body(&mut self) -> Option<&'a str> {
+        let rest = self.rest();
+        let mut n = 0;
+        // Printable ASCII without quote or backslash: the usual case, read in one pass.
+        while n < rest.len()
+            && matches!(rest[n], 0x20..=0x7e)
+            && rest[n] != b'"'
+            && rest[n] != b'\\'
+        {
+            n += 1;
+        }
+        if n < rest.len() && rest[n] == b'"' {
+            // SAFETY: every byte in `rest[..n]` is printable ASCII (checked above).
+            let s = unsafe { std::str::from_utf8_unchecked(&rest[..n]) };
+            self.pos += n + 1;
+            return Some(s);
+        }
+        // Non-ASCII text (or DEL): check it properly; escapes and control characters are
+        // left to the general path.
+        let end = rest
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        if rest[end] != b'"' {
+            return None;
+        }
+        let s = std::str::from_utf8(&rest[..end]).ok()?;
+        self.pos += end + 1;
+        Some(s)
+    }
+
+    /// A string value (`"..."`), without escapes.
+    #[inline]
+    pub fn str(&mut self) -> Option<&'a str> {
+        self.lit(b"\"")?;
+        self.str_body()
+    }
+
+    /// An unsigned integer value: digits, no sign, no leading zero, no fraction, below 2^64.
+    #[inline]
+    pub fn u64(&mut self) -> Option<u64> {
+        let rest = self.rest();
+        let mut v: u64 = 0;
+        let mut n = 0;
+        // 19 digits always fit in a u64; a 20th is checked.
+        while n < rest.len() && n < 19 {
+            let d = rest[n].wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            v = v * 10 + u64::from(d);
+            n += 1;
+        }
+        if n == 19 && n < rest.len() && rest[n].is_ascii_digit() {
+            v = v.checked_mul(10)?.checked_add(u64::from(rest[n] - b'0'))?;
+            n += 1;
+        }
+        if n == 0 || (n > 1 && rest[0] == b'0') {
+            return None;
+        }
+        // A number must end at a delimiter: `1.5`, `1e3` or a 21st digit are not ours.
+        if n < rest.len() && !matches!(rest[n], b',' | b'}' | b']') {
+            return None;
+        }
+        self.pos += n;
+        Some(v)
+    }
+
+    /// A quoted decimal (`"61837.63000000"`) parsed to fixed point.
+    #[inline]
+    pub fn dec(&mut self) -> Option<Parsed> {
+        self.lit(b"\"")?;
+        let rest = self.rest();
+        let mut n = 0;
+        while n < rest.len()
+            && n < 64
+            && (rest[n].is_ascii_digit() || rest[n] == b'.' || rest[n] == b'-')
+        {
+            n += 1;
+        }
+        if n >= rest.len() || rest[n] != b'"' {
+            return None;
+        }
+        let v = parse_decimal(&rest[..n]).ok()?;
+        self.pos += n + 1;
+        Some(v)
+    }
+
+    /// `true` or `false`.
+    #[inline]
+    pub fn bool(&mut self) -> Option<bool> {
+        if self.opt_lit(b"true") {
+            Some(true)
+        } else if self.opt_lit(b"false") {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// An array of `["price","qty"]` pairs into `out` (cleared first), widening `price_dp` and
+    /// `qty_dp` to the most decimals seen. Prices must be positive and quantities
+    /// non-negative.
+    #[inline]
+    pub fn levels(
+        &mut self,
+        out: &mut Vec<Level>,
+        price_dp: &mut u8,
+        qty_dp: &mut u8,
+    ) -> Option<()> {
+        out.clear();
+        self.lit(b"[")?;
+        if self.opt_lit(b"]") {
+            return Some(());
+        }
+        loop {
+            self.lit(b"[")?;
+            let price = self.dec()?;
+            self.lit(b",")?;
+            let qty = self.dec()?;
+            self.lit(b"]")?;
+            if price.value <= 0 || qty.value < 0 {
+                return None; // the general path says what is wrong
+            }
+            *price_dp = (*price_dp).max(price.decimals);
+            *qty_dp = (*qty_dp).max(qty.decimals);
+            out.push(Level {
+                price: price.value,
+                qty: qty.value,
+            });
+            if self.opt_lit(b"]") {
+                return Some(());
+            }
+            self.lit(b",")?;
+        }
+    }
+
+    /// The end of the message: nothing but JSON whitespace left.
+    #[inline]
+    pub fn end(&self) -> Option<()> {
+        self.rest()
+            .iter()
+            .all(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+            .then_some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_exact_layouts_and_refuses_the_rest() {
+        let mut c = Cursor::new(
+            br#"{"e":"trade","E":123,"p":"1.50","m":true,"b":[["1.0","2"],["3","4.25"]]}"#,
+        );
+        c.lit(br#"{"e":""#).unwrap();
+        assert_eq!(c.str_body(), Some("trade"));
+        c.lit(br#","E":"#).unwrap();
+        assert_eq!(c.u64(), Some(123));
+        c.lit(br#","p":"#).unwrap();
+        assert_eq!(
+            c.dec().map(|p| (p.value, p.decimals)),
+            Some((1_500_000_000, 2))
+        );
+        c.lit(br#","m":"#).unwrap();
+        assert_eq!(c.bool(), Some(true));
+        c.lit(br#","b":"#).unwrap();
+        let (mut v, mut pd, mut qd) = (Vec::new(), 0, 0);
+        c.levels(&mut v, &mut pd, &mut qd).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!((pd, qd), (1, 2));
+        c.lit(b"}").unwrap();
+        assert!(c.end().is_some());
+
+        for bad in [
+            &b"01,"[..],
+            b"1.5,",
+            b"1e3,",
+            b"-1,",
+            b"18446744073709551616,",
+            b"",
+        ] {
+            assert_eq!(
+                Cursor::new(bad).u64(),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(Cursor::new(br#""a\"b""#).str(), None);
+        assert_eq!(Cursor::new(b"\"a\x01b\"").str(), None);
+        assert_eq!(Cursor::new(br#""1.5e3""#).dec().map(|p| p.value), None);
+        assert_eq!(Cursor::new(br#""1..5""#).dec().map(|p| p.value), None);
+        assert!(Cursor::new(b" x").end().is_none());
+        assert!(Cursor::new(b"  \n").end().is_some());
+    }
+}
