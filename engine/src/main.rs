@@ -68,7 +68,7 @@ enum Command {
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
-    /// Run only the exchange simulator: a Binance-compatible WebSocket and REST endpoint.
+    /// Run only the exchange simulator, speaking one venue's WebSocket dialect (offline).
     Sim {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9200")]

@@ -12,7 +12,7 @@
 //! - [`capture`]: reading captured raw frames from files.
 //! - [`driver`]: the tokio shell around a normalizer: connect, subscribe, ping, reconnect,
 //!   watchdog, REST snapshots.
-//! - [`sim`]: the exchange simulator (a Binance-compatible endpoint on 127.0.0.1).
+//! - [`sim`]: the exchange simulator (every venue's dialect, on 127.0.0.1).
 //! - [`venues`]: the registry from a venue to its normalizer and connection recipe.
 
 pub mod binance;

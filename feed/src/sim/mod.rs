@@ -1,6 +1,8 @@
-//! The exchange simulator: a Binance-spot-compatible WebSocket + REST endpoint on 127.0.0.1,
-//! so tickwire's feed connects to it exactly as to the real exchange (only the URL differs),
-//! fully offline.
+//! The exchange simulator: a venue's WebSocket (+ REST) endpoint on 127.0.0.1, so tickwire's
+//! feed connects to it exactly as to the real exchange (only the URL differs), fully offline.
+//! Binance spot and USD-M futures are built into the server (below); every other venue speaks
+//! through its [`dialect`] (Coinbase Exchange and Advanced Trade, Kraken v2, OKX v5, Bybit v5
+//! spot and linear) over the same simulated market.
 //!
 //! # Endpoints
 //!
