@@ -6,7 +6,7 @@
 //! `tickwire normalize` drive the same code from capture files.
 
 use thiserror::Error;
-use tickwire_sdk::wire::{DecimalError, Frame, Venue};
+use tickwire_sdk::wire::{Body, BookDelta, BookSide, DecimalError, Frame, Level, Venue, flags};
 
 /// Something the normalizer needs its driver to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +45,43 @@ impl Output {
     pub fn clear(&mut self) {
         self.frames.clear();
         self.actions.clear();
+    }
+
+    /// One BookDelta frame per changed level (absolute quantity, 0 removes), bids then asks,
+    /// `LAST` on the final one; every frame also carries `extra` flags (`BAD_BOOK`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_deltas(
+        &mut self,
+        venue: Venue,
+        instrument: u32,
+        ts_exchange: u64,
+        ts_recv: u64,
+        bids: &[Level],
+        asks: &[Level],
+        extra: u8,
+    ) {
+        let n = bids.len() + asks.len();
+        let sides = bids
+            .iter()
+            .map(|l| (BookSide::Bid, l))
+            .chain(asks.iter().map(|l| (BookSide::Ask, l)));
+        for (k, (side, l)) in sides.enumerate() {
+            let last = if k + 1 == n { flags::LAST } else { 0 };
+            self.frames.push(
+                Frame::new(
+                    venue,
+                    instrument,
+                    ts_exchange,
+                    ts_recv,
+                    Body::BookDelta(BookDelta {
+                        side,
+                        price: l.price,
+                        qty: l.qty,
+                    }),
+                )
+                .with_flags(last | extra),
+            );
+        }
     }
 }
 
@@ -119,6 +156,25 @@ impl Stats {
             .iter()
             .find(|(k, _)| k == key)
             .map_or(0, |(_, n)| *n)
+    }
+
+    /// Books one `on_message` call: the frames it added to `out` since it held
+    /// `frames_before`, and a failure under `error:json`, `error:venue` or `error:message`.
+    pub fn settle(
+        &mut self,
+        frames_before: usize,
+        out: &Output,
+        result: &Result<(), NormalizeError>,
+    ) {
+        self.frames += out.frames.len().saturating_sub(frames_before) as u64;
+        if let Err(e) = result {
+            self.errors += 1;
+            self.count(match e {
+                NormalizeError::Json(_) => "error:json",
+                NormalizeError::Venue(_) => "error:venue",
+                _ => "error:message",
+            });
+        }
     }
 
     /// Every counter, sorted by key.

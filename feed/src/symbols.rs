@@ -155,4 +155,11 @@ impl SymbolTable {
             frame
         });
     }
+
+    /// A status frame of `code` for every symbol (connected, stale: connection-wide news).
+    pub fn status_all(&mut self, code: StatusCode, detail: &str, ts: u64, out: &mut Output) {
+        for i in 0..self.len() {
+            self.status(i, code, detail.to_string(), false, ts, out);
+        }
+    }
 }

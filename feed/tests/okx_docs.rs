@@ -626,7 +626,7 @@ fn events_pong_and_errors() {
         "event:notice",
         "event:channel-conn-count",
         "ignored:candle1m",
-        "error:message",
+        "error:venue",
     ] {
         assert_eq!(stats.get(k), 1, "{k}");
     }

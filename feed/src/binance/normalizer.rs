@@ -8,8 +8,7 @@
 use simd_json::prelude::*;
 use simd_json::tape::Value;
 use tickwire_sdk::wire::{
-    Body, BookDelta, BookSide, BookSnapshot, Frame, Parsed, Quote, Side, StatusCode, Trade,
-    TradeId, Venue, flags,
+    Body, BookSnapshot, Frame, Parsed, Quote, Side, StatusCode, Trade, TradeId, Venue, flags,
 };
 
 use super::depth_sync::{DepthEvent, DepthSnapshot, DepthSync, Outcome, SyncRule};
@@ -384,7 +383,15 @@ impl BinanceNormalizer {
             .get_or_insert_with(|| DepthSync::new(rule));
         let outcome = sync.on_event(&self.scratch);
         match outcome {
-            Outcome::Applied => emit_deltas(self.venue, inst, &self.scratch, 0, out),
+            Outcome::Applied => out.push_deltas(
+                self.venue,
+                inst,
+                self.scratch.ts_exchange,
+                self.scratch.ts_recv,
+                &self.scratch.bids,
+                &self.scratch.asks,
+                0,
+            ),
             Outcome::Buffered { request_snapshot } => {
                 if request_snapshot {
                     self.request_snapshot(i, out);
@@ -398,7 +405,15 @@ impl BinanceNormalizer {
             Outcome::Synced { .. } => self.emit_synced(i, ts_recv, out),
             Outcome::Gap { detail, applied } => {
                 if applied {
-                    emit_deltas(self.venue, inst, &self.scratch, flags::BAD_BOOK, out);
+                    out.push_deltas(
+                        self.venue,
+                        inst,
+                        self.scratch.ts_exchange,
+                        self.scratch.ts_recv,
+                        &self.scratch.bids,
+                        &self.scratch.asks,
+                        flags::BAD_BOOK,
+                    );
                 }
                 self.report_gap(i, detail, ts_recv, out);
             }
@@ -789,49 +804,14 @@ fn fast_bbo(c: &mut Cursor<'_>) -> Option<(Parsed, Parsed, Parsed, Parsed)> {
     Some((bid, bid_qty, ask, ask_qty))
 }
 
-/// One BookDelta per changed level, bids then asks, `LAST` on the final one.
-fn emit_deltas(venue: Venue, inst: u32, ev: &DepthEvent, extra: u8, out: &mut Output) {
-    let n = ev.bids.len() + ev.asks.len();
-    let sides = ev
-        .bids
-        .iter()
-        .map(|l| (BookSide::Bid, l))
-        .chain(ev.asks.iter().map(|l| (BookSide::Ask, l)));
-    for (k, (side, l)) in sides.enumerate() {
-        let last = if k + 1 == n { flags::LAST } else { 0 };
-        out.frames.push(
-            Frame::new(
-                venue,
-                inst,
-                ev.ts_exchange,
-                ev.ts_recv,
-                Body::BookDelta(BookDelta {
-                    side,
-                    price: l.price,
-                    qty: l.qty,
-                }),
-            )
-            .with_flags(last | extra),
-        );
-    }
-}
-
 impl Normalizer for BinanceNormalizer {
     fn venue(&self) -> Venue {
         self.venue
     }
 
     fn on_connect(&mut self, ts: u64, out: &mut Output) {
-        for i in 0..self.symbols.len() {
-            self.symbols.status(
-                i,
-                StatusCode::Connected,
-                "connected and subscribed".into(),
-                false,
-                ts,
-                out,
-            );
-        }
+        self.symbols
+            .status_all(StatusCode::Connected, "connected and subscribed", ts, out);
     }
 
     fn on_message(
@@ -853,15 +833,7 @@ impl Normalizer for BinanceNormalizer {
             self.parser = Some(parser);
             result
         };
-        self.stats.frames += (out.frames.len() - before) as u64;
-        if let Err(e) = &result {
-            self.stats.errors += 1;
-            if matches!(e, NormalizeError::Json(_)) {
-                self.stats.count("error:json");
-            } else {
-                self.stats.count("error:message");
-            }
-        }
+        self.stats.settle(before, out, &result);
         result
     }
 
@@ -901,10 +873,7 @@ impl Normalizer for BinanceNormalizer {
     }
 
     fn on_stale(&mut self, ts: u64, detail: &str, out: &mut Output) {
-        for i in 0..self.symbols.len() {
-            self.symbols
-                .status(i, StatusCode::Stale, detail.to_string(), false, ts, out);
-        }
+        self.symbols.status_all(StatusCode::Stale, detail, ts, out);
     }
 
     fn on_disconnect(&mut self, ts: u64, reason: &str, out: &mut Output) {

@@ -25,8 +25,7 @@
 use simd_json::prelude::*;
 use simd_json::tape::Value;
 use tickwire_sdk::wire::{
-    Body, BookDelta, BookSide, BookSnapshot, Frame, Level, Quote, Side, StatusCode, Trade, TradeId,
-    Venue, flags,
+    Body, BookSnapshot, Frame, Level, Quote, Side, StatusCode, Trade, TradeId, Venue, flags,
 };
 
 use super::book::{BookEvent, EventKind, Outcome, TopicBook};
@@ -496,13 +495,29 @@ impl BybitNormalizer {
                 if top {
                     self.emit_top(i, inst, out);
                 } else {
-                    emit_deltas(venue, inst, &self.scratch, 0, out);
+                    out.push_deltas(
+                        venue,
+                        inst,
+                        self.scratch.ts_exchange,
+                        self.scratch.ts_recv,
+                        &self.scratch.bids,
+                        &self.scratch.asks,
+                        0,
+                    );
                 }
             }
             Outcome::Dropped => self.stats.count("orderbook:dropped"),
             Outcome::Break { detail, applied } => {
                 if applied && !top {
-                    emit_deltas(venue, inst, &self.scratch, flags::BAD_BOOK, out);
+                    out.push_deltas(
+                        venue,
+                        inst,
+                        self.scratch.ts_exchange,
+                        self.scratch.ts_recv,
+                        &self.scratch.bids,
+                        &self.scratch.asks,
+                        flags::BAD_BOOK,
+                    );
                 }
                 self.report_break(i, top, detail, ts_recv, out);
             }
@@ -641,49 +656,14 @@ impl BybitNormalizer {
     }
 }
 
-/// One BookDelta per changed level, bids then asks, `LAST` on the final one.
-fn emit_deltas(venue: Venue, inst: u32, ev: &BookEvent, extra: u8, out: &mut Output) {
-    let n = ev.bids.len() + ev.asks.len();
-    let sides = ev
-        .bids
-        .iter()
-        .map(|l| (BookSide::Bid, l))
-        .chain(ev.asks.iter().map(|l| (BookSide::Ask, l)));
-    for (k, (side, l)) in sides.enumerate() {
-        let last = if k + 1 == n { flags::LAST } else { 0 };
-        out.frames.push(
-            Frame::new(
-                venue,
-                inst,
-                ev.ts_exchange,
-                ev.ts_recv,
-                Body::BookDelta(BookDelta {
-                    side,
-                    price: l.price,
-                    qty: l.qty,
-                }),
-            )
-            .with_flags(last | extra),
-        );
-    }
-}
-
 impl Normalizer for BybitNormalizer {
     fn venue(&self) -> Venue {
         self.market.venue()
     }
 
     fn on_connect(&mut self, ts: u64, out: &mut Output) {
-        for i in 0..self.symbols.len() {
-            self.symbols.status(
-                i,
-                StatusCode::Connected,
-                "connected and subscribed".into(),
-                false,
-                ts,
-                out,
-            );
-        }
+        self.symbols
+            .status_all(StatusCode::Connected, "connected and subscribed", ts, out);
     }
 
     fn on_message(
@@ -699,15 +679,7 @@ impl Normalizer for BybitNormalizer {
             .with(raw, |root| self.dispatch(root, ts_recv, out))
             .and_then(|r| r);
         self.parser = Some(parser);
-        self.stats.frames += (out.frames.len() - before) as u64;
-        if let Err(e) = &result {
-            self.stats.errors += 1;
-            if matches!(e, NormalizeError::Json(_)) {
-                self.stats.count("error:json");
-            } else {
-                self.stats.count("error:message");
-            }
-        }
+        self.stats.settle(before, out, &result);
         result
     }
 
@@ -727,10 +699,7 @@ impl Normalizer for BybitNormalizer {
     }
 
     fn on_stale(&mut self, ts: u64, detail: &str, out: &mut Output) {
-        for i in 0..self.symbols.len() {
-            self.symbols
-                .status(i, StatusCode::Stale, detail.to_string(), false, ts, out);
-        }
+        self.symbols.status_all(StatusCode::Stale, detail, ts, out);
     }
 
     fn on_disconnect(&mut self, ts: u64, reason: &str, out: &mut Output) {

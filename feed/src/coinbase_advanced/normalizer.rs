@@ -479,16 +479,8 @@ impl Normalizer for CoinbaseAdvancedNormalizer {
     }
 
     fn on_connect(&mut self, ts: u64, out: &mut Output) {
-        for i in 0..self.symbols.len() {
-            self.symbols.status(
-                i,
-                StatusCode::Connected,
-                "connected and subscribed".into(),
-                false,
-                ts,
-                out,
-            );
-        }
+        self.symbols
+            .status_all(StatusCode::Connected, "connected and subscribed", ts, out);
     }
 
     fn on_message(
@@ -504,15 +496,7 @@ impl Normalizer for CoinbaseAdvancedNormalizer {
             .with(raw, |root| self.dispatch(root, ts_recv, out))
             .and_then(|r| r);
         self.parser = Some(parser);
-        self.stats.frames += (out.frames.len() - before) as u64;
-        if let Err(e) = &result {
-            self.stats.errors += 1;
-            self.stats.count(match e {
-                NormalizeError::Json(_) => "error:json",
-                NormalizeError::Venue(_) => "error:venue",
-                _ => "error:message",
-            });
-        }
+        self.stats.settle(before, out, &result);
         result
     }
 
@@ -532,10 +516,7 @@ impl Normalizer for CoinbaseAdvancedNormalizer {
     }
 
     fn on_stale(&mut self, ts: u64, detail: &str, out: &mut Output) {
-        for i in 0..self.symbols.len() {
-            self.symbols
-                .status(i, StatusCode::Stale, detail.to_string(), false, ts, out);
-        }
+        self.symbols.status_all(StatusCode::Stale, detail, ts, out);
     }
 
     fn on_disconnect(&mut self, ts: u64, reason: &str, out: &mut Output) {

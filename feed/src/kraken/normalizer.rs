@@ -620,7 +620,6 @@ impl KrakenNormalizer {
             return self.v2_reply(s, method, success, error, result);
         }
         if let Some(e) = cap_error.or(error) {
-            self.stats.count("error:venue");
             let e = s.at(e).string().unwrap_or(b"?");
             return Err(NormalizeError::Venue(
                 String::from_utf8_lossy(e).into_owned(),
@@ -675,7 +674,6 @@ impl KrakenNormalizer {
                 }
             }
             b"error" => {
-                self.stats.count("error:venue");
                 return Err(NormalizeError::Venue(
                     String::from_utf8_lossy(text(errmsg).unwrap_or(b"?")).into_owned(),
                 ));
@@ -1343,16 +1341,8 @@ impl Normalizer for KrakenNormalizer {
     }
 
     fn on_connect(&mut self, ts: u64, out: &mut Output) {
-        for i in 0..self.symbols.len() {
-            self.symbols.status(
-                i,
-                StatusCode::Connected,
-                "connected and subscribed".into(),
-                false,
-                ts,
-                out,
-            );
-        }
+        self.symbols
+            .status_all(StatusCode::Connected, "connected and subscribed", ts, out);
     }
 
     fn on_message(
@@ -1364,15 +1354,7 @@ impl Normalizer for KrakenNormalizer {
         self.stats.messages += 1;
         let before = out.frames.len();
         let result = self.dispatch(raw, ts_recv, out);
-        self.stats.frames += (out.frames.len() - before) as u64;
-        if let Err(e) = &result {
-            self.stats.errors += 1;
-            self.stats.count(match e {
-                NormalizeError::Json(_) => "error:json",
-                NormalizeError::Venue(_) => "error:reply",
-                _ => "error:message",
-            });
-        }
+        self.stats.settle(before, out, &result);
         result
     }
 
@@ -1392,10 +1374,7 @@ impl Normalizer for KrakenNormalizer {
     }
 
     fn on_stale(&mut self, ts: u64, detail: &str, out: &mut Output) {
-        for i in 0..self.symbols.len() {
-            self.symbols
-                .status(i, StatusCode::Stale, detail.to_string(), false, ts, out);
-        }
+        self.symbols.status_all(StatusCode::Stale, detail, ts, out);
     }
 
     fn on_disconnect(&mut self, ts: u64, reason: &str, out: &mut Output) {

@@ -934,16 +934,8 @@ impl Normalizer for OkxNormalizer {
     fn on_connect(&mut self, ts: u64, out: &mut Output) {
         // A new connection has its own request budget.
         self.resyncs.clear();
-        for i in 0..self.symbols.len() {
-            self.symbols.status(
-                i,
-                StatusCode::Connected,
-                "connected and subscribed".into(),
-                false,
-                ts,
-                out,
-            );
-        }
+        self.symbols
+            .status_all(StatusCode::Connected, "connected and subscribed", ts, out);
     }
 
     fn on_message(
@@ -964,15 +956,7 @@ impl Normalizer for OkxNormalizer {
             .with(raw, |root| self.dispatch(root, ts_recv, out))
             .and_then(|r| r);
         self.parser = Some(parser);
-        self.stats.frames += (out.frames.len() - before) as u64;
-        if let Err(e) = &result {
-            self.stats.errors += 1;
-            if matches!(e, NormalizeError::Json(_)) {
-                self.stats.count("error:json");
-            } else {
-                self.stats.count("error:message");
-            }
-        }
+        self.stats.settle(before, out, &result);
         result
     }
 
@@ -994,10 +978,7 @@ impl Normalizer for OkxNormalizer {
     }
 
     fn on_stale(&mut self, ts: u64, detail: &str, out: &mut Output) {
-        for i in 0..self.symbols.len() {
-            self.symbols
-                .status(i, StatusCode::Stale, detail.to_string(), false, ts, out);
-        }
+        self.symbols.status_all(StatusCode::Stale, detail, ts, out);
     }
 
     fn on_disconnect(&mut self, ts: u64, reason: &str, out: &mut Output) {
