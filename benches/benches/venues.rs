@@ -2026,11 +2026,11 @@ fn check(case: &Case) {
                 fb.apply_owned(f);
             }
             let theirs = books.get(symbol);
-            let levels = |b: &OrderBook| -> (Vec<(i64, i64)>, Vec<(i64, i64)>) {
-                (
+            let levels = |b: &OrderBook| -> [Vec<(i64, i64)>; 2] {
+                [
                     b.bids().map(|l| (l.price, l.qty)).collect(),
                     b.asks().map(|l| (l.price, l.qty)).collect(),
-                )
+                ]
             };
             assert_eq!(levels(fb), levels(theirs), "{}: books differ", at());
         } else {
