@@ -207,7 +207,7 @@ fn main() -> anyhow::Result<()> {
                     _ => "/api/v3/depth",
                 };
                 println!(
-                    "simulator ({venue}) listening: WebSocket {}, REST {}{depth}",
+                    "simulator listening: WebSocket {}, REST {}{depth} (speaking {venue})",
                     handle.venue_ws_url(),
                     handle.rest_url()
                 );

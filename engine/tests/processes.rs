@@ -717,26 +717,119 @@ async fn normalize_skips_a_malformed_frame_and_strict_makes_it_fatal() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// The value after `flag` in a command line.
+fn arg_after<'a>(line: &'a str, flag: &str) -> &'a str {
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == flag);
+    words
+        .next()
+        .unwrap_or_else(|| panic!("no {flag} in {line:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_venue_dialect_from_sim_process_to_serve_process_to_a_json_client() {
+    for venue in [
+        "binance-futures",
+        "coinbase",
+        "coinbase-advanced",
+        "kraken",
+        "okx",
+        "bybit",
+        "bybit-linear",
+    ] {
+        let mut sim = Proc::spawn(
+            "tickwire sim",
+            &[
+                "sim",
+                "--venue",
+                venue,
+                "--listen",
+                "127.0.0.1:0",
+                "--speed",
+                "20",
+            ],
+        );
+        // `  connect tickwire to it: tickwire serve --venue V --symbols S --ws-url W --rest-url R`
+        let line = sim
+            .line_starting("  connect tickwire to it:", Duration::from_secs(20))
+            .await;
+        let symbols = arg_after(&line, "--symbols").to_string();
+        let (mut serve, url) = spawn_serve(&[
+            "--venue",
+            venue,
+            "--symbols",
+            &symbols,
+            "--ws-url",
+            arg_after(&line, "--ws-url"),
+            "--rest-url",
+            arg_after(&line, "--rest-url"),
+        ])
+        .await;
+        let mut ws = ws_connect(&url).await;
+        send_json(
+            &mut ws,
+            json!({"op":"subscribe","id":1,"symbols":[format!("{venue}:*")],
+                   "channels":["trades","quotes","book"],"encoding":"json"}),
+        )
+        .await;
+        let ack = reply_of(&mut ws, "subscribed").await;
+        assert_eq!(ack["type"], "subscribed", "{venue}: {ack}");
+        // Every kind of data from every symbol, no gap, within 30 s.
+        let wanted = ["trade", "quote", "book_snapshot", "book_delta"];
+        let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let n_symbols = symbols.split(',').count();
+        while seen.len() < wanted.len() * n_symbols {
+            assert!(
+                Instant::now() < deadline,
+                "{venue}: after 30 s saw only {seen:?}\nserve stderr:\n{}\nsim stderr:\n{}",
+                serve.stderr(),
+                sim.stderr()
+            );
+            let Some(v) = next_json(&mut ws, Duration::from_secs(30)).await else {
+                panic!(
+                    "{venue}: the server closed or went silent\n{}",
+                    serve.stderr()
+                );
+            };
+            let kind = v["type"].as_str().unwrap_or_default().to_string();
+            assert_eq!(v["venue"].as_str().unwrap_or(venue), venue, "{v}");
+            if kind == "status" {
+                assert_ne!(v["status"], "gap", "{venue}: {v}");
+            }
+            if wanted.contains(&kind.as_str()) {
+                seen.insert((v["symbol"].as_str().unwrap_or_default().to_string(), kind));
+            }
+        }
+        drop(serve);
+        drop(sim);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_and_sim_refuse_bad_arguments_with_a_message() {
     let limit = Duration::from_secs(30);
     let (_, stderr) = run_expecting(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--venue",
-            "kraken",
-            "--symbols",
-            "x",
-        ],
+        &["serve", "--listen", "127.0.0.1:0", "--venue", "okx"],
         limit,
         false,
     )
     .await;
     assert!(
-        stderr.contains("kraken") && stderr.contains("not supported"),
-        "says the venue is not supported:\n{stderr}"
+        stderr.contains("--symbols") && stderr.contains("BTC-USDT"),
+        "says which symbols to give, in the venue's spelling:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let (_, stderr) = run_expecting(
+        &["serve", "--listen", "127.0.0.1:0", "--venue", "nasdaq"],
+        limit,
+        false,
+    )
+    .await;
+    assert!(
+        stderr.contains("nasdaq") && stderr.contains("bybit-linear"),
+        "names the venues there are:\n{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 
