@@ -754,7 +754,7 @@ async fn every_venue_dialect_from_sim_process_to_serve_process_to_a_json_client(
             .line_starting("  connect tickwire to it:", Duration::from_secs(20))
             .await;
         let symbols = arg_after(&line, "--symbols").to_string();
-        let (mut serve, url) = spawn_serve(&[
+        let (serve, url) = spawn_serve(&[
             "--venue",
             venue,
             "--symbols",
