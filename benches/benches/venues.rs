@@ -1425,7 +1425,8 @@ fn binance_futures_cases() -> Vec<Case> {
         let m = rng.below(2) == 0;
         trades.push(Sample {
             payload: format!(
-                r#"{{"stream":"btcusdt@aggTrade","data":{{"e":"aggTrade","E":{},"a":{},"s":"BTCUSDT","p":"{p}","q":"{q}","f":{},"l":{},"T":{t},"m":{m}}}}}"#,
+                // Key order as in Binance's USD-M "Aggregate Trade Streams" payload.
+                r#"{{"stream":"btcusdt@aggTrade","data":{{"e":"aggTrade","E":{},"s":"BTCUSDT","a":{},"p":"{p}","q":"{q}","f":{},"l":{},"T":{t},"m":{m}}}}}"#,
                 t + 1,
                 26_129 + k,
                 100 + 3 * k,
@@ -1437,13 +1438,14 @@ fn binance_futures_cases() -> Vec<Case> {
         let bid = 60_000_000_000_000 + rng.below(500) as i64 * 100_000_000;
         quotes.push(Sample {
             payload: format!(
-                r#"{{"stream":"btcusdt@bookTicker","data":{{"e":"bookTicker","u":{},"s":"BTCUSDT","b":"{}","B":"{}","a":"{}","A":"{}","T":{t},"E":{}}}}}"#,
+                // Key order as in Binance's USD-M "Individual Symbol Book Ticker Streams" payload.
+                r#"{{"stream":"btcusdt@bookTicker","data":{{"e":"bookTicker","u":{},"E":{},"T":{t},"s":"BTCUSDT","b":"{}","B":"{}","a":"{}","A":"{}"}}}}"#,
                 400_900_217 + k,
+                t + 1,
                 text(bid, 1),
                 text((1 + rng.below(5_000) as i64) * 1_000_000, 3),
                 text(bid + 100_000_000, 1),
                 text((1 + rng.below(5_000) as i64) * 1_000_000, 3),
-                t + 1
             )
             .into_bytes(),
             ts_recv: (t + 4) * 1_000_000,
