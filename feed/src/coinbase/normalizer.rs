@@ -28,7 +28,7 @@ use tickwire_sdk::wire::{
     Body, BookSide, Frame, Level, Parsed, Quote, Side, StatusCode, Trade, TradeId, Venue,
 };
 
-use super::common::{BookState, ProductBook, json_product, parse_time_ns};
+use super::common::{self, BookState, ProductBook, json_product, parse_time_ns};
 use crate::json::{
     Precision, TapeParser, decimal, fields, levels, req_array, req_decimal, req_str, req_u64,
 };
@@ -621,9 +621,13 @@ impl CoinbaseNormalizer {
     }
 }
 
-/// An RFC 3339 time string.
+/// An RFC 3339 time string: the common UTC form read in place, any other through
+/// [`parse_time_ns`].
 #[inline]
 fn fast_time(c: &mut Cursor<'_>) -> Option<u64> {
+    if let Some(t) = common::fast_time(c) {
+        return Some(t);
+    }
     parse_time_ns(c.str()?)
 }
 

@@ -30,8 +30,8 @@ use tickwire_sdk::wire::{
     Body, BookSide, Frame, Level, Parsed, Quote, Side, StatusCode, Trade, TradeId, Venue,
 };
 
-use crate::coinbase::common::parse_time_ns;
 use crate::coinbase::common::{BookState, ProductBook, json_product};
+use crate::coinbase::common::{fast_time, parse_time_ns};
 use crate::coinbase::normalizer::{opt_decimal, opt_time};
 use crate::json::{Precision, TapeParser, decimal, fields, req_array, req_decimal, req_str};
 use crate::layout::Cursor;
@@ -662,11 +662,21 @@ impl CoinbaseAdvancedNormalizer {
 fn fast_envelope(c: &mut Cursor<'_>) -> Option<Envelope> {
     c.str()?;
     c.lit(b",\"timestamp\":")?;
-    let ts_msg = parse_time_ns(c.str()?)?;
+    let ts_msg = fast_time_or_str(c)?;
     c.lit(b",\"sequence_num\":")?;
     let seq = c.u64()?;
     c.lit(b",\"events\":[")?;
     Some(Envelope { ts_msg, seq })
+}
+
+/// An RFC 3339 time string: the common UTC form read in place, any other through
+/// [`parse_time_ns`].
+#[inline]
+fn fast_time_or_str(c: &mut Cursor<'_>) -> Option<u64> {
+    if let Some(t) = fast_time(c) {
+        return Some(t);
+    }
+    parse_time_ns(c.str()?)
 }
 
 /// The end of a one-event message: `]}` and nothing after.
@@ -696,7 +706,7 @@ fn fast_l2_update<'a>(
             } else {
                 return None;
             };
-            let ts = parse_time_ns(c.str()?)?;
+            let ts = fast_time_or_str(c)?;
             c.lit(b",\"price_level\":")?;
             let p = c.dec()?;
             c.lit(b",\"new_quantity\":")?;
@@ -754,7 +764,7 @@ fn fast_trades(c: &mut Cursor<'_>, raw: &[u8], trades: &mut Vec<FastTrade>) -> O
                 _ => Side::Unknown,
             };
             c.lit(b",\"time\":")?;
-            let ts_exchange = parse_time_ns(c.str()?)?;
+            let ts_exchange = fast_time_or_str(c)?;
             c.lit(b"}")?;
             if price.value <= 0 || qty.value <= 0 {
                 return None; // the tape path says what is wrong
