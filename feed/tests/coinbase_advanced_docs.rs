@@ -439,3 +439,195 @@ proptest! {
         let _ = n.on_message(&msg, 0, &mut out);
     }
 }
+
+// ---- The exact-layout fast path against the tape path ----------------------------------
+
+/// `msg` without the whitespace outside strings (the docs pretty-print; the venue does not).
+fn compact(msg: &str) -> String {
+    let mut out = String::new();
+    let mut in_str = false;
+    let mut escaped = false;
+    for ch in msg.chars() {
+        if in_str {
+            out.push(ch);
+            if escaped {
+                escaped = false;
+            } else if ch == '\\' {
+                escaped = true;
+            } else if ch == '"' {
+                in_str = false;
+            }
+        } else if !ch.is_whitespace() {
+            if ch == '"' {
+                in_str = true;
+            }
+            out.push(ch);
+        }
+    }
+    out
+}
+
+fn envelope(channel: &str, seq: u64, events: &str) -> String {
+    format!(
+        r#"{{"channel":"{channel}","client_id":"","timestamp":"2023-02-09T20:32:51.5Z","sequence_num":{seq},"events":[{events}]}}"#
+    )
+}
+
+fn l2_event(updates: &[(&str, &str, &str)]) -> String {
+    let ups: Vec<String> = updates
+        .iter()
+        .map(|(side, p, q)| {
+            format!(
+                r#"{{"side":"{side}","event_time":"2023-02-09T20:32:50.714964855Z","price_level":"{p}","new_quantity":"{q}"}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"type":"update","product_id":"BTC-USD","updates":[{}]}}"#,
+        ups.join(",")
+    )
+}
+
+fn trade(id: &str, side: &str, price: &str, size: &str) -> String {
+    format!(
+        r#"{{"trade_id":"{id}","product_id":"ETH-USD","price":"{price}","size":"{size}","side":"{side}","time":"2019-08-14T20:42:27.265Z"}}"#
+    )
+}
+
+/// A compact run in the venue's layouts: snapshot, updates (one crossing), trades (several
+/// per event, numeric and text ids, unknown side), tickers, a sequence hole and an old
+/// sequence number.
+fn fast_layout_messages() -> Vec<String> {
+    let doc_l2 = compact(DOC_L2);
+    let ticker = compact(DOC_TICKER).replace("\"sequence_num\":0", "\"sequence_num\":7");
+    let v = vec![
+        doc_l2,
+        envelope("l2_data", 1, &l2_event(&[("bid", "21921.80", "1.5")])),
+        envelope(
+            "l2_data",
+            2,
+            &l2_event(&[("offer", "21922.5", "0.25"), ("bid", "21921.3", "0")]),
+        ),
+        envelope("l2_data", 3, &l2_event(&[])),
+        envelope(
+            "market_trades",
+            4,
+            &format!(
+                r#"{{"type":"update","trades":[{},{},{}]}}"#,
+                trade("000000001", "BUY", "1260.01", "0.3"),
+                trade("abc-1", "SELL", "1260.5", "1"),
+                trade("2", "MIDDLE", "1261", "0.00000001")
+            ),
+        ),
+        compact(DOC_TRADES)
+            .replace("\"snapshot\"", "\"update\"")
+            .replace("\"sequence_num\":0", "\"sequence_num\":5"),
+        envelope("market_trades", 6, r#"{"type":"update","trades":[]}"#),
+        ticker.clone(),
+        // An old sequence number: counted and ignored.
+        ticker.replace("\"sequence_num\":7", "\"sequence_num\":3"),
+        compact(DOC_TICKER)
+            .replace("\"ticker\",\"client_id\"", "\"ticker_batch\",\"client_id\"")
+            .replace("\"sequence_num\":0", "\"sequence_num\":8"),
+        // A hole: every book gapped and resubscribed.
+        envelope("l2_data", 20, &l2_event(&[("bid", "21921.90", "2")])),
+        doc_l2_resync(),
+        envelope("l2_data", 22, &l2_event(&[("offer", "21925", "1")])),
+        // A crossing update, then one dropped while resyncing.
+        envelope("l2_data", 23, &l2_event(&[("bid", "21930", "1")])),
+        envelope("l2_data", 24, &l2_event(&[("bid", "1", "1")])),
+    ];
+    v
+}
+
+fn doc_l2_resync() -> String {
+    compact(DOC_L2).replace("\"sequence_num\":0", "\"sequence_num\":21")
+}
+
+/// Runs `messages` with the fast path on or off: every result, frame and action, the stats,
+/// and the fast path's hit count.
+fn run_paths(messages: &[String], fast: bool) -> (Vec<String>, u64) {
+    let mut n = CoinbaseAdvancedNormalizer::new(&[]);
+    n.set_fast_path(fast);
+    let mut out = Output::new();
+    let mut seen = Vec::new();
+    for (k, m) in messages.iter().enumerate() {
+        out.clear();
+        let res = n.on_message(m.as_bytes(), k as u64, &mut out);
+        seen.push(format!("{res:?} {:?} {:?}", out.frames, out.actions));
+    }
+    seen.push(format!("{:?}", n.stats()));
+    (seen, n.fast_hits())
+}
+
+#[test]
+fn fast_path_gives_the_tape_path_frames_on_the_venue_layouts() {
+    let messages = fast_layout_messages();
+    let (tape, zero) = run_paths(&messages, false);
+    let (fast, hits) = run_paths(&messages, true);
+    assert_eq!(zero, 0);
+    for (k, (a, b)) in tape.iter().zip(&fast).enumerate() {
+        assert_eq!(a, b, "message {k} differs between the paths");
+    }
+    assert_eq!(tape.len(), fast.len());
+    // Everything but the two snapshots.
+    assert_eq!(hits, messages.len() as u64 - 2);
+    // And the run did what it says: trades, quotes, deltas, a gap, a crossing.
+    let all = fast.join("\n");
+    for want in [
+        "Trade",
+        "Quote",
+        "BookDelta",
+        "Gap",
+        "crossed",
+        "Text(\"abc-1\")",
+    ] {
+        assert!(all.contains(want), "{want} missing");
+    }
+}
+
+mod fast_path_props {
+    use super::*;
+
+    /// One message after the venue-layout run's first message (the snapshot), on either path.
+    fn both(raw: &[u8]) -> (String, String) {
+        let mut out = Output::new();
+        let mut run = |fast: bool| {
+            let mut n = CoinbaseAdvancedNormalizer::new(&[]);
+            n.on_message(compact(DOC_L2).as_bytes(), 0, &mut out)
+                .unwrap();
+            n.set_fast_path(fast);
+            out.clear();
+            let r = n.on_message(raw, 1, &mut out);
+            // Errors as error or not (the fast path never reports one; it falls back),
+            // frames, actions and stats exactly.
+            format!(
+                "{} {:?} {:?} {:?}",
+                r.is_ok(),
+                out.frames,
+                out.actions,
+                n.stats()
+            )
+        };
+        (run(false), run(true))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn mutated_messages_give_the_same_result_on_both_paths(
+            pick in 0usize..64,
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        ) {
+            let samples = fast_layout_messages();
+            let mut raw = samples[1 + pick % (samples.len() - 1)].clone().into_bytes();
+            for (at, byte) in edits {
+                let k = at.index(raw.len());
+                raw[k] = byte;
+            }
+            let (tape, fast) = both(&raw);
+            prop_assert_eq!(tape, fast, "input: {:?}", String::from_utf8_lossy(&raw));
+        }
+    }
+}

@@ -799,3 +799,152 @@ proptest! {
         let _ = n.on_message(&samples[which % samples.len()], 0, &mut out);
     }
 }
+
+// ---- The exact-layout fast path against the tape path ----------------------------------
+
+/// Runs `messages` through a normalizer with the fast path on or off; returns every result,
+/// frame and action, the stats, and the fast path's hit count.
+fn run_paths(messages: &[(Vec<u8>, u64)], fast: bool) -> (Vec<String>, u64) {
+    let mut n = CoinbaseNormalizer::new(&[], "level2");
+    n.set_fast_path(fast);
+    let mut out = Output::new();
+    let mut seen = Vec::new();
+    for (raw, ts) in messages {
+        out.clear();
+        let res = n.on_message(raw, *ts, &mut out);
+        seen.push(format!("{res:?} {:?} {:?}", out.frames, out.actions));
+    }
+    seen.push(format!("{:?}", n.stats()));
+    (seen, n.fast_hits())
+}
+
+fn assert_same_paths(name: &str, messages: &[(Vec<u8>, u64)]) -> u64 {
+    let (tape, zero) = run_paths(messages, false);
+    let (fast, hits) = run_paths(messages, true);
+    assert_eq!(zero, 0);
+    assert_eq!(tape.len(), fast.len());
+    for (k, (a, b)) in tape.iter().zip(&fast).enumerate() {
+        assert_eq!(a, b, "{name}: message {k} differs between the paths");
+    }
+    hits
+}
+
+#[test]
+fn fast_path_gives_the_tape_path_frames_on_every_capture_message() {
+    let records = capture();
+    let data = records
+        .iter()
+        .filter(|(p, _)| {
+            let p = String::from_utf8_lossy(p);
+            [
+                "{\"type\":\"l2update\"",
+                "{\"type\":\"match\"",
+                "{\"type\":\"last_match\"",
+                "{\"type\":\"ticker\"",
+            ]
+            .iter()
+            .any(|k| p.starts_with(k))
+        })
+        .count() as u64;
+    assert_eq!(data, 9_719 + 97 + 10 + 107);
+    let hits = assert_same_paths("capture", &records);
+    assert_eq!(hits, data, "every data message takes the fast path");
+}
+
+#[test]
+fn fast_path_reads_the_documented_layouts_like_the_tape() {
+    let lines = [
+        r#"{"type":"snapshot","product_id":"BTC-USD","bids":[["10101.10","0.45054140"]],"asks":[["10102.55","0.57753524"]]}"#,
+        // Documented order: time before changes.
+        r#"{"type":"l2update","product_id":"BTC-USD","time":"2019-08-14T20:42:27.265Z","changes":[["buy","10101.80000000","0.162567"],["sell","10102.55","0"]]}"#,
+        r#"{"type":"l2update","product_id":"BTC-USD","changes":[],"time":"2019-08-14T20:42:27.265Z"}"#,
+        // Documented match order, then the live order.
+        r#"{"type":"match","trade_id":10,"sequence":50,"maker_order_id":"ac928c66-ca53-498f-9c13-a110027a60e8","taker_order_id":"132fb6ae-456b-4654-b4e0-d681ac05cea1","time":"2014-11-07T08:19:27.028459Z","product_id":"BTC-USD","size":"5.23512","price":"400.23","side":"sell"}"#,
+        r#"{"type":"match","trade_id":12,"maker_order_id":"ac928c66-ca53-498f-9c13-a110027a60e8","taker_order_id":"132fb6ae-456b-4654-b4e0-d681ac05cea1","side":"buy","size":"1","price":"400.5","product_id":"BTC-USD","sequence":52,"time":"2014-11-07T08:19:28Z"}"#,
+        r#"{"type":"last_match","trade_id":12,"maker_order_id":"ac928c66-ca53-498f-9c13-a110027a60e8","taker_order_id":"132fb6ae-456b-4654-b4e0-d681ac05cea1","side":"buy","size":"1","price":"400.5","product_id":"BTC-USD","sequence":52,"time":"2014-11-07T08:19:28Z"}"#,
+        // Current ticker, with the best sizes.
+        r#"{"type":"ticker","sequence":37475248783,"product_id":"BTC-USD","price":"10102.1","open_24h":"10000","volume_24h":"245532.79269678","low_24h":"9980.52","high_24h":"10313.8","volume_30d":"9788783.60117027","best_bid":"10101.80","best_bid_size":"0.46688654","best_ask":"10102.55","best_ask_size":"1.56637040","side":"buy","time":"2022-10-19T23:28:22.061769Z","trade_id":370843401,"last_size":"11.4396987"}"#,
+        // A crossing update: Gap, resubscription.
+        r#"{"type":"l2update","product_id":"BTC-USD","changes":[["buy","10103.00","1"]],"time":"2019-08-14T20:42:28Z"}"#,
+    ];
+    let messages: Vec<(Vec<u8>, u64)> = lines
+        .iter()
+        .enumerate()
+        .map(|(k, l)| (l.as_bytes().to_vec(), k as u64))
+        .collect();
+    assert_eq!(assert_same_paths("documented", &messages), 7);
+}
+
+mod fast_path_props {
+    use super::*;
+
+    /// Up to 20 capture messages of each fast-path type.
+    fn fast_samples() -> &'static [Vec<u8>] {
+        static SAMPLES: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+        SAMPLES.get_or_init(|| {
+            let records = capture();
+            let mut picked = Vec::new();
+            for key in ["l2update", "match", "last_match", "ticker"] {
+                let start = format!("{{\"type\":\"{key}\"");
+                picked.extend(
+                    records
+                        .iter()
+                        .filter(|(p, _)| p.starts_with(start.as_bytes()))
+                        .take(20)
+                        .map(|(p, _)| p.clone()),
+                );
+            }
+            picked
+        })
+    }
+
+    /// One message on a normalizer whose books for the capture's products are live (a
+    /// one-level snapshot each, wide apart), on either path.
+    fn both(raw: &[u8]) -> (String, String) {
+        let mut out = Output::new();
+        let mut run = |fast: bool| {
+            let mut n = CoinbaseNormalizer::new(&[], "level2");
+            for p in [
+                "SKL-USD", "SKL-BTC", "BAND-GBP", "NMR-EUR", "BAND-BTC", "YFI-BTC", "DASH-BTC",
+                "NU-GBP", "CRV-EUR", "SKL-GBP",
+            ] {
+                let snap = format!(
+                    r#"{{"type":"snapshot","product_id":"{p}","bids":[["0.00000001","1"]],"asks":[["900000","1"]]}}"#
+                );
+                n.on_message(snap.as_bytes(), 0, &mut out).unwrap();
+            }
+            n.set_fast_path(fast);
+            out.clear();
+            let r = n.on_message(raw, 1, &mut out);
+            // Errors as error or not (the fast path never reports one; it falls back),
+            // frames, actions and stats exactly.
+            format!(
+                "{} {:?} {:?} {:?}",
+                r.is_ok(),
+                out.frames,
+                out.actions,
+                n.stats()
+            )
+        };
+        (run(false), run(true))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn mutated_messages_give_the_same_result_on_both_paths(
+            pick in 0usize..80,
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        ) {
+            let samples = fast_samples();
+            let mut raw = samples[pick % samples.len()].clone();
+            for (at, byte) in edits {
+                let k = at.index(raw.len());
+                raw[k] = byte;
+            }
+            let (tape, fast) = both(&raw);
+            prop_assert_eq!(tape, fast, "input: {:?}", String::from_utf8_lossy(&raw));
+        }
+    }
+}

@@ -4,6 +4,7 @@
 use tickwire_sdk::wire::{Body, BookDelta, BookSide, BookSnapshot, Frame, Level, Venue, flags};
 
 use crate::book::OrderBook;
+use crate::layout::Cursor;
 use crate::normalizer::Output;
 
 /// Parses an RFC 3339 / ISO 8601 UTC time as Coinbase sends it
@@ -83,6 +84,77 @@ pub fn parse_time_ns(s: &str) -> Option<u64> {
         return None;
     }
     (secs as u64).checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+/// The fast path's time: a quoted `"YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z"` read straight from the
+/// cursor, giving exactly what [`parse_time_ns`] gives for that text. Anything else (another
+/// separator or offset, more than 9 fractional digits, an invalid date) is `None`: the caller
+/// falls back to the general path.
+#[inline]
+pub fn fast_time(c: &mut Cursor<'_>) -> Option<u64> {
+    let b = c.rest();
+    if b.len() < 22 || b[0] != b'"' {
+        return None;
+    }
+    let d = |i: usize| -> Option<u64> {
+        let v = b[i].wrapping_sub(b'0');
+        (v <= 9).then_some(v as u64)
+    };
+    let two = |i: usize| -> Option<u64> { Some(d(i)? * 10 + d(i + 1)?) };
+    if b[5] != b'-' || b[8] != b'-' || b[11] != b'T' || b[14] != b':' || b[17] != b':' {
+        return None;
+    }
+    let year = two(1)? * 100 + two(3)?;
+    let (month, day) = (two(6)?, two(9)?);
+    let (hour, min, sec) = (two(12)?, two(15)?, two(18)?);
+    if !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month(year, month)
+        || hour > 23
+        || min > 59
+        || sec > 60
+    {
+        return None;
+    }
+    let mut i = 20;
+    let mut nanos = 0u64;
+    if b[i] == b'.' {
+        i += 1;
+        let start = i;
+        while i < b.len() && i - start < 9 && b[i].is_ascii_digit() {
+            nanos = nanos * 10 + (b[i] - b'0') as u64;
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 {
+            return None;
+        }
+        nanos *= [
+            1,
+            100_000_000,
+            10_000_000,
+            1_000_000,
+            100_000,
+            10_000,
+            1_000,
+            100,
+            10,
+            1,
+        ][digits];
+    }
+    if b.get(i..i + 2) != Some(b"Z\"") {
+        return None;
+    }
+    let days = days_from_civil(year as i64, month as i64, day as i64);
+    let secs = days * 86_400 + (hour * 3600 + min * 60 + sec) as i64;
+    if secs < 0 {
+        return None;
+    }
+    let t = (secs as u64)
+        .checked_mul(1_000_000_000)?
+        .checked_add(nanos)?;
+    c.lit(&b[..i + 2])?;
+    Some(t)
 }
 
 fn days_in_month(year: u64, month: u64) -> u64 {
@@ -259,6 +331,68 @@ pub fn json_product(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_time_reads_what_parse_time_ns_reads() {
+        let mut texts: Vec<String> = [
+            "1970-01-01T00:00:00Z",
+            "2014-11-07T08:19:27.028459Z",
+            "2023-02-09T20:32:50.714964855Z",
+            "2023-02-09T20:32:50.7149648551Z",
+            "2019-08-14T20:42:27.265Z",
+            "2021-04-17T18:43:30+02:00",
+            "2024-02-29T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2023-02-30T00:00:00Z",
+            "2023-13-01T00:00:00Z",
+            "2023-02-09T20:32:50.Z",
+            "2023-02-09T20:32:50",
+            "2023-02-09X20:32:50Z",
+            "2023-02-09t20:32:50Z",
+            "1969-12-31T23:59:59Z",
+            "2023-02-09T24:00:00Z",
+            "2023-02-09T23:60:00Z",
+            "2023-02-09T23:59:60.5Z",
+            "2023-02-09T23:59:61Z",
+            "2023-02-09T20:32:50.1Zx",
+            "2023-02-09T20:32:50z",
+            "+023-02-09T20:32:50Z",
+            "",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Every byte of a valid time replaced by each of a few others.
+        let base = "2021-04-17T16:43:37.075687Z";
+        for k in 0..base.len() {
+            for ch in ['0', '9', '1', '.', 'Z', ':', '-', 'a'] {
+                let mut t = base.to_string();
+                t.replace_range(k..k + 1, &ch.to_string());
+                texts.push(t);
+            }
+        }
+        for t in &texts {
+            let quoted = format!("\"{t}\",");
+            let mut c = Cursor::new(quoted.as_bytes());
+            let fast = fast_time(&mut c);
+            if let Some(v) = fast {
+                assert_eq!(Some(v), parse_time_ns(t), "{t}");
+                assert_eq!(c.rest(), b",", "{t}");
+            }
+        }
+        for t in [
+            base,
+            "1970-01-01T00:00:00Z",
+            "2023-02-09T20:32:50.714964855Z",
+        ] {
+            let quoted = format!("\"{t}\"");
+            assert_eq!(
+                fast_time(&mut Cursor::new(quoted.as_bytes())),
+                parse_time_ns(t)
+            );
+            assert!(parse_time_ns(t).is_some());
+        }
+    }
 
     #[test]
     fn rfc3339_times() {

@@ -25,13 +25,14 @@
 use simd_json::prelude::*;
 use simd_json::tape::Value;
 use tickwire_sdk::wire::{
-    Body, BookSide, Frame, Level, Quote, Side, StatusCode, Trade, TradeId, Venue,
+    Body, BookSide, Frame, Level, Parsed, Quote, Side, StatusCode, Trade, TradeId, Venue,
 };
 
-use super::common::{BookState, ProductBook, json_product, parse_time_ns};
+use super::common::{self, BookState, ProductBook, json_product, parse_time_ns};
 use crate::json::{
     Precision, TapeParser, decimal, fields, levels, req_array, req_decimal, req_str, req_u64,
 };
+use crate::layout::Cursor;
 use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Stats};
 use crate::symbols::{SymbolIndex, SymbolTable};
 
@@ -60,6 +61,31 @@ pub struct CoinbaseNormalizer {
     /// Scratch for a snapshot's levels.
     bids: Vec<Level>,
     asks: Vec<Level>,
+    /// Try the exact-layout reader before the tape (on by default; see [`crate::layout`]).
+    fast_path: bool,
+    /// Messages the exact-layout reader handled.
+    fast_hits: u64,
+}
+
+/// A match or last_match's fields, however they were read.
+struct MatchFields<'a> {
+    id: u64,
+    product: &'a str,
+    price: Parsed,
+    qty: Parsed,
+    /// The aggressor (the other side from the maker's `side`).
+    side: Side,
+    ts_exchange: u64,
+}
+
+/// A ticker's fields, however they were read.
+struct TickerFields<'a> {
+    product: &'a str,
+    bid: Parsed,
+    bid_qty: Option<Parsed>,
+    ask: Parsed,
+    ask_qty: Option<Parsed>,
+    ts_exchange: u64,
 }
 
 /// The message types with a handler.
@@ -99,11 +125,24 @@ impl CoinbaseNormalizer {
             changes: Vec::new(),
             bids: Vec::new(),
             asks: Vec::new(),
+            fast_path: true,
+            fast_hits: 0,
         };
         for s in symbols {
             n.intern(&s.to_ascii_uppercase());
         }
         n
+    }
+
+    /// Turns the exact-layout fast path on or off (on by default). Off, every message goes
+    /// through the simd-json tape: the tests compare the two paths frame for frame.
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
+    }
+
+    /// Messages handled by the exact-layout fast path so far.
+    pub fn fast_hits(&self) -> u64 {
+        self.fast_hits
     }
 
     /// The book of `product` if it is live (for tests and the engine's checks).
@@ -174,19 +213,25 @@ impl CoinbaseNormalizer {
                 return Err(e);
             }
         };
+        self.apply_l2update(i, precision, ts_recv, out);
+        Ok(())
+    }
+
+    /// The changes in `self.changes` (product `i`) -> the book -> frames.
+    fn apply_l2update(
+        &mut self,
+        i: SymbolIndex,
+        precision: Precision,
+        ts_recv: u64,
+        out: &mut Output,
+    ) {
         let Some(book) = self.state[i].book.as_mut() else {
             self.stats.count("l2update:before_snapshot");
-            return Ok(());
+            return;
         };
         match book.state {
-            BookState::Waiting => {
-                self.stats.count("l2update:before_snapshot");
-                Ok(())
-            }
-            BookState::Resyncing => {
-                self.stats.count("l2update:dropped_resyncing");
-                Ok(())
-            }
+            BookState::Waiting => self.stats.count("l2update:before_snapshot"),
+            BookState::Resyncing => self.stats.count("l2update:dropped_resyncing"),
             BookState::Live => {
                 let inst = self
                     .symbols
@@ -203,7 +248,6 @@ impl CoinbaseNormalizer {
                     );
                     self.report_gap(i, detail, ts_recv, out);
                 }
-                Ok(())
             }
         }
     }
@@ -348,6 +392,28 @@ impl CoinbaseNormalizer {
                 expected: "a positive price and size",
             });
         }
+        let f = MatchFields {
+            id,
+            product,
+            price,
+            qty,
+            side,
+            ts_exchange,
+        };
+        self.emit_match(f, last_match, ts_recv, out);
+        Ok(())
+    }
+
+    /// A read match (or last_match) -> trade-id bookkeeping -> a Trade frame.
+    fn emit_match(&mut self, f: MatchFields<'_>, last_match: bool, ts_recv: u64, out: &mut Output) {
+        let MatchFields {
+            id,
+            product,
+            price,
+            qty,
+            side,
+            ts_exchange,
+        } = f;
         let i = self.intern(product);
         let inst = self
             .symbols
@@ -362,7 +428,7 @@ impl CoinbaseNormalizer {
                 } else {
                     "match:duplicate"
                 });
-                return Ok(());
+                return;
             }
             // Trades from prev+1 (or past what a heartbeat already reported) to the one
             // before this were never received; a last_match itself was not received live.
@@ -380,7 +446,7 @@ impl CoinbaseNormalizer {
         let st = &mut self.state[i];
         st.last_trade_id = Some(id);
         if last_match {
-            return Ok(());
+            return;
         }
         out.frames.push(Frame::new(
             Venue::Coinbase,
@@ -394,7 +460,6 @@ impl CoinbaseNormalizer {
                 trade_id: TradeId::Num(id),
             }),
         ));
-        Ok(())
     }
 
     fn on_ticker(
@@ -421,6 +486,28 @@ impl CoinbaseNormalizer {
         let bid_qty = opt_decimal(bs, M, "best_bid_size")?;
         let ask_qty = opt_decimal(asz, M, "best_ask_size")?;
         let ts_exchange = opt_time(t, M, "time")?;
+        let f = TickerFields {
+            product,
+            bid,
+            bid_qty,
+            ask,
+            ask_qty,
+            ts_exchange,
+        };
+        self.emit_ticker(f, ts_recv, out);
+        Ok(())
+    }
+
+    /// A read ticker -> a Quote frame.
+    fn emit_ticker(&mut self, f: TickerFields<'_>, ts_recv: u64, out: &mut Output) {
+        let TickerFields {
+            product,
+            bid,
+            bid_qty,
+            ask,
+            ask_qty,
+            ts_exchange,
+        } = f;
         let i = self.intern(product);
         let qd = bid_qty
             .map_or(0, |q| q.decimals)
@@ -440,7 +527,6 @@ impl CoinbaseNormalizer {
                 ask_qty: ask_qty.map_or(0, |q| q.value),
             }),
         ));
-        Ok(())
     }
 
     fn on_heartbeat(
@@ -496,6 +582,249 @@ impl CoinbaseNormalizer {
     }
 }
 
+impl CoinbaseNormalizer {
+    /// The exact-layout fast path for `l2update`, `match`, `last_match` and `ticker` as the
+    /// venue sends them (and as its docs show them). Returns false, having changed nothing
+    /// but the scratch change list, when the message is not exactly one of those layouts:
+    /// the tape path then handles it.
+    fn fast(&mut self, raw: &[u8], ts_recv: u64, out: &mut Output) -> bool {
+        let mut c = Cursor::new(raw);
+        if c.opt_lit(b"{\"type\":\"l2update\",\"product_id\":") {
+            let Some((product, precision)) = fast_l2update(&mut c, &mut self.changes) else {
+                return false;
+            };
+            self.stats.count("l2update");
+            let i = self.intern(product);
+            self.apply_l2update(i, precision, ts_recv, out);
+        } else if c.opt_lit(b"{\"type\":\"match\",\"trade_id\":") {
+            let Some(f) = fast_match(&mut c) else {
+                return false;
+            };
+            self.stats.count("match");
+            self.emit_match(f, false, ts_recv, out);
+        } else if c.opt_lit(b"{\"type\":\"ticker\",\"sequence\":") {
+            let Some(f) = fast_ticker(&mut c) else {
+                return false;
+            };
+            self.stats.count("ticker");
+            self.emit_ticker(f, ts_recv, out);
+        } else if c.opt_lit(b"{\"type\":\"last_match\",\"trade_id\":") {
+            let Some(f) = fast_match(&mut c) else {
+                return false;
+            };
+            self.stats.count("last_match");
+            self.emit_match(f, true, ts_recv, out);
+        } else {
+            return false;
+        }
+        true
+    }
+}
+
+/// An RFC 3339 time string: the common UTC form read in place, any other through
+/// [`parse_time_ns`].
+#[inline]
+fn fast_time(c: &mut Cursor<'_>) -> Option<u64> {
+    if let Some(t) = common::fast_time(c) {
+        return Some(t);
+    }
+    parse_time_ns(c.str()?)
+}
+
+/// After `"product_id":`: `"..","changes":[..],"time":".."}` (as sent) or
+/// `"..","time":"..","changes":[..]}` (as documented), then the end; the changes into
+/// `changes` (cleared first).
+fn fast_l2update<'a>(
+    c: &mut Cursor<'a>,
+    changes: &mut Vec<(BookSide, Level, u64)>,
+) -> Option<(&'a str, Precision)> {
+    let product = c.str()?;
+    let mut precision = Precision::default();
+    if c.opt_lit(b",\"changes\":") {
+        fast_changes(c, changes, &mut precision, 0)?;
+        c.lit(b",\"time\":")?;
+        let t = fast_time(c)?;
+        for ch in changes.iter_mut() {
+            ch.2 = t;
+        }
+    } else {
+        c.lit(b",\"time\":")?;
+        let t = fast_time(c)?;
+        c.lit(b",\"changes\":")?;
+        fast_changes(c, changes, &mut precision, t)?;
+    }
+    c.lit(b"}")?;
+    c.end()?;
+    Some((product, precision))
+}
+
+/// `[["buy"|"sell","price","size"],..]` into `changes` (cleared first), each at time
+/// `ts_exchange`. Prices must be positive and sizes non-negative.
+#[inline]
+fn fast_changes(
+    c: &mut Cursor<'_>,
+    changes: &mut Vec<(BookSide, Level, u64)>,
+    precision: &mut Precision,
+    ts_exchange: u64,
+) -> Option<()> {
+    changes.clear();
+    c.lit(b"[")?;
+    if c.opt_lit(b"]") {
+        return Some(());
+    }
+    loop {
+        let side = if c.opt_lit(b"[\"buy\",") {
+            BookSide::Bid
+        } else if c.opt_lit(b"[\"sell\",") {
+            BookSide::Ask
+        } else {
+            return None;
+        };
+        let p = c.dec()?;
+        c.lit(b",")?;
+        let q = c.dec()?;
+        c.lit(b"]")?;
+        if p.value <= 0 || q.value < 0 {
+            return None; // the tape path says what is wrong
+        }
+        precision.see(&p, &q);
+        changes.push((
+            side,
+            Level {
+                price: p.value,
+                qty: q.value,
+            },
+            ts_exchange,
+        ));
+        if c.opt_lit(b"]") {
+            return Some(());
+        }
+        c.lit(b",")?;
+    }
+}
+
+/// `"buy"` or `"sell"` (the maker's side) -> the aggressor's side.
+#[inline]
+fn fast_maker_side(c: &mut Cursor<'_>) -> Option<Side> {
+    if c.opt_lit(b"\"sell\"") {
+        Some(Side::Buy)
+    } else if c.opt_lit(b"\"buy\"") {
+        Some(Side::Sell)
+    } else {
+        None
+    }
+}
+
+/// After `"trade_id":`, as sent:
+/// `N,"maker_order_id":..,"taker_order_id":..,"side":..,"size":..,"price":..,"product_id":..,
+/// "sequence":N,"time":..}`; or as documented:
+/// `N,"sequence":N,"maker_order_id":..,"taker_order_id":..,"time":..,"product_id":..,
+/// "size":..,"price":..,"side":..}`; then the end.
+fn fast_match<'a>(c: &mut Cursor<'a>) -> Option<MatchFields<'a>> {
+    let id = c.u64()?;
+    let (product, price, qty, side, ts_exchange);
+    if c.opt_lit(b",\"maker_order_id\":") {
+        c.str()?;
+        c.lit(b",\"taker_order_id\":")?;
+        c.str()?;
+        c.lit(b",\"side\":")?;
+        side = fast_maker_side(c)?;
+        c.lit(b",\"size\":")?;
+        qty = c.dec()?;
+        c.lit(b",\"price\":")?;
+        price = c.dec()?;
+        c.lit(b",\"product_id\":")?;
+        product = c.str()?;
+        c.lit(b",\"sequence\":")?;
+        c.u64()?;
+        c.lit(b",\"time\":")?;
+        ts_exchange = fast_time(c)?;
+    } else {
+        c.lit(b",\"sequence\":")?;
+        c.u64()?;
+        c.lit(b",\"maker_order_id\":")?;
+        c.str()?;
+        c.lit(b",\"taker_order_id\":")?;
+        c.str()?;
+        c.lit(b",\"time\":")?;
+        ts_exchange = fast_time(c)?;
+        c.lit(b",\"product_id\":")?;
+        product = c.str()?;
+        c.lit(b",\"size\":")?;
+        qty = c.dec()?;
+        c.lit(b",\"price\":")?;
+        price = c.dec()?;
+        c.lit(b",\"side\":")?;
+        side = fast_maker_side(c)?;
+    }
+    c.lit(b"}")?;
+    c.end()?;
+    if price.value <= 0 || qty.value <= 0 {
+        return None; // the tape path says what is wrong
+    }
+    Some(MatchFields {
+        id,
+        product,
+        price,
+        qty,
+        side,
+        ts_exchange,
+    })
+}
+
+/// After `"sequence":`: `N,"product_id":..,"price":..,"open_24h":..,"volume_24h":..,
+/// "low_24h":..,"high_24h":..,"volume_30d":..,"best_bid":..[,"best_bid_size":..],
+/// "best_ask":..[,"best_ask_size":..],"side":..,"time":..,"trade_id":N,"last_size":..}`,
+/// then the end (sizes: current docs; without them: 2021 captures).
+fn fast_ticker<'a>(c: &mut Cursor<'a>) -> Option<TickerFields<'a>> {
+    c.u64()?;
+    c.lit(b",\"product_id\":")?;
+    let product = c.str()?;
+    for key in [
+        &b",\"price\":"[..],
+        b",\"open_24h\":",
+        b",\"volume_24h\":",
+        b",\"low_24h\":",
+        b",\"high_24h\":",
+        b",\"volume_30d\":",
+    ] {
+        c.lit(key)?;
+        c.str()?;
+    }
+    c.lit(b",\"best_bid\":")?;
+    let bid = c.dec()?;
+    let bid_qty = if c.opt_lit(b",\"best_bid_size\":") {
+        Some(c.dec()?)
+    } else {
+        None
+    };
+    c.lit(b",\"best_ask\":")?;
+    let ask = c.dec()?;
+    let ask_qty = if c.opt_lit(b",\"best_ask_size\":") {
+        Some(c.dec()?)
+    } else {
+        None
+    };
+    c.lit(b",\"side\":")?;
+    c.str()?;
+    c.lit(b",\"time\":")?;
+    let ts_exchange = fast_time(c)?;
+    c.lit(b",\"trade_id\":")?;
+    c.u64()?;
+    c.lit(b",\"last_size\":")?;
+    c.str()?;
+    c.lit(b"}")?;
+    c.end()?;
+    Some(TickerFields {
+        product,
+        bid,
+        bid_qty,
+        ask,
+        ask_qty,
+        ts_exchange,
+    })
+}
+
 /// An optional RFC 3339 time from a [`fields`] slot, in ns (0 if absent).
 pub(crate) fn opt_time(
     slot: Option<Value<'_, '_>>,
@@ -546,11 +875,17 @@ impl Normalizer for CoinbaseNormalizer {
     ) -> Result<(), NormalizeError> {
         self.stats.messages += 1;
         let before = out.frames.len();
-        let mut parser = self.parser.take().unwrap_or_default();
-        let result = parser
-            .with(raw, |root| self.dispatch(root, ts_recv, out))
-            .and_then(|r| r);
-        self.parser = Some(parser);
+        let result = if self.fast_path && self.fast(raw, ts_recv, out) {
+            self.fast_hits += 1;
+            Ok(())
+        } else {
+            let mut parser = self.parser.take().unwrap_or_default();
+            let result = parser
+                .with(raw, |root| self.dispatch(root, ts_recv, out))
+                .and_then(|r| r);
+            self.parser = Some(parser);
+            result
+        };
         self.stats.settle(before, out, &result);
         result
     }

@@ -27,12 +27,14 @@
 use simd_json::prelude::*;
 use simd_json::tape::Value;
 use tickwire_sdk::wire::{
-    Body, BookSide, Frame, Level, Quote, Side, StatusCode, Trade, TradeId, Venue,
+    Body, BookSide, Frame, Level, Parsed, Quote, Side, StatusCode, Trade, TradeId, Venue,
 };
 
 use crate::coinbase::common::{BookState, ProductBook, json_product};
+use crate::coinbase::common::{fast_time, parse_time_ns};
 use crate::coinbase::normalizer::{opt_decimal, opt_time};
 use crate::json::{Precision, TapeParser, decimal, fields, req_array, req_decimal, req_str};
+use crate::layout::Cursor;
 use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Stats};
 use crate::symbols::{SymbolIndex, SymbolTable};
 
@@ -48,6 +50,49 @@ pub struct CoinbaseAdvancedNormalizer {
     changes: Vec<(BookSide, Level, u64)>,
     bids: Vec<Level>,
     asks: Vec<Level>,
+    /// Scratch for the fast path's trades (text as offsets into the message).
+    fast_trades: Vec<FastTrade>,
+    /// Try the exact-layout reader before the tape (on by default; see [`crate::layout`]).
+    fast_path: bool,
+    /// Messages the exact-layout reader handled.
+    fast_hits: u64,
+}
+
+/// A market trade's fields, however they were read (`&str`s into the message).
+struct TradeFields<'a> {
+    trade_id: &'a str,
+    product: &'a str,
+    price: Parsed,
+    qty: Parsed,
+    /// The aggressor (the other side from the maker's `side`).
+    side: Side,
+    ts_exchange: u64,
+}
+
+/// A trade read by the fast path, its text kept as byte ranges of the message (so a run of
+/// them can be read in full before any is emitted).
+struct FastTrade {
+    trade_id: (usize, usize),
+    product: (usize, usize),
+    price: Parsed,
+    qty: Parsed,
+    side: Side,
+    ts_exchange: u64,
+}
+
+/// A ticker's fields, however they were read.
+struct TickerFields<'a> {
+    product: &'a str,
+    bid: Parsed,
+    bid_qty: Option<Parsed>,
+    ask: Parsed,
+    ask_qty: Option<Parsed>,
+}
+
+/// The envelope of a data message, read by the fast path.
+struct Envelope {
+    ts_msg: u64,
+    seq: u64,
 }
 
 impl CoinbaseAdvancedNormalizer {
@@ -62,11 +107,25 @@ impl CoinbaseAdvancedNormalizer {
             changes: Vec::new(),
             bids: Vec::new(),
             asks: Vec::new(),
+            fast_trades: Vec::new(),
+            fast_path: true,
+            fast_hits: 0,
         };
         for s in symbols {
             n.intern(&s.to_ascii_uppercase());
         }
         n
+    }
+
+    /// Turns the exact-layout fast path on or off (on by default). Off, every message goes
+    /// through the simd-json tape: the tests compare the two paths frame for frame.
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
+    }
+
+    /// Messages handled by the exact-layout fast path so far.
+    pub fn fast_hits(&self) -> u64 {
+        self.fast_hits
     }
 
     /// The book of `product` if it is live.
@@ -132,16 +191,8 @@ impl CoinbaseAdvancedNormalizer {
                 field: "sequence_num",
                 expected: "an unsigned integer",
             })?;
-            match self.last_seq {
-                Some(last) if seq <= last => {
-                    self.stats.count("ignored:old_sequence");
-                    return Ok(());
-                }
-                Some(last) if seq > last + 1 => {
-                    self.last_seq = Some(seq);
-                    self.sequence_gap(last, seq, ts_recv, out);
-                }
-                _ => self.last_seq = Some(seq),
+            if !self.sequence(seq, ts_recv, out) {
+                return Ok(());
             }
         }
         if matches!(*key, "heartbeats" | "subscriptions") {
@@ -156,6 +207,23 @@ impl CoinbaseAdvancedNormalizer {
             }
         }
         Ok(())
+    }
+
+    /// Checks `sequence_num`: false if the message is old (counted, to be ignored); a hole
+    /// is reported (and every book resynced) before the message is handled.
+    fn sequence(&mut self, seq: u64, ts_recv: u64, out: &mut Output) -> bool {
+        match self.last_seq {
+            Some(last) if seq <= last => {
+                self.stats.count("ignored:old_sequence");
+                return false;
+            }
+            Some(last) if seq > last + 1 => {
+                self.last_seq = Some(seq);
+                self.sequence_gap(last, seq, ts_recv, out);
+            }
+            _ => self.last_seq = Some(seq),
+        }
+        true
     }
 
     fn sequence_gap(&mut self, last: u64, seq: u64, ts: u64, out: &mut Output) {
@@ -257,6 +325,18 @@ impl CoinbaseAdvancedNormalizer {
             }
             return Ok(());
         }
+        self.apply_l2_update(i, precision, ts_recv, out);
+        Ok(())
+    }
+
+    /// The update in `self.changes` (product `i`) -> the book -> frames.
+    fn apply_l2_update(
+        &mut self,
+        i: SymbolIndex,
+        precision: Precision,
+        ts_recv: u64,
+        out: &mut Output,
+    ) {
         let state = self.books[i].as_ref().map(|b| b.state);
         match state {
             None | Some(BookState::Waiting) => self.stats.count("l2_data:before_snapshot"),
@@ -279,7 +359,6 @@ impl CoinbaseAdvancedNormalizer {
                 }
             }
         }
-        Ok(())
     }
 
     fn parse_updates(&mut self, u: Option<Value<'_, '_>>) -> Result<Precision, NormalizeError> {
@@ -371,28 +450,49 @@ impl CoinbaseAdvancedNormalizer {
                     expected: "a positive price and size",
                 });
             }
-            let trade_id = match id.parse::<u64>() {
-                Ok(n) => TradeId::Num(n),
-                Err(_) => TradeId::Text(id.to_string()),
-            };
-            let i = self.intern(product);
-            let inst = self
-                .symbols
-                .announce(i, price.decimals, qty.decimals, ts_recv, out);
-            out.frames.push(Frame::new(
-                Venue::CoinbaseAdvanced,
-                inst,
+            let f = TradeFields {
+                trade_id: id,
+                product,
+                price,
+                qty,
+                side,
                 ts_exchange,
-                ts_recv,
-                Body::Trade(Trade {
-                    price: price.value,
-                    qty: qty.value,
-                    side,
-                    trade_id,
-                }),
-            ));
+            };
+            self.emit_trade(f, ts_recv, out);
         }
         Ok(())
+    }
+
+    /// A read market trade -> a Trade frame.
+    fn emit_trade(&mut self, f: TradeFields<'_>, ts_recv: u64, out: &mut Output) {
+        let TradeFields {
+            trade_id,
+            product,
+            price,
+            qty,
+            side,
+            ts_exchange,
+        } = f;
+        let trade_id = match trade_id.parse::<u64>() {
+            Ok(n) => TradeId::Num(n),
+            Err(_) => TradeId::Text(trade_id.to_string()),
+        };
+        let i = self.intern(product);
+        let inst = self
+            .symbols
+            .announce(i, price.decimals, qty.decimals, ts_recv, out);
+        out.frames.push(Frame::new(
+            Venue::CoinbaseAdvanced,
+            inst,
+            ts_exchange,
+            ts_recv,
+            Body::Trade(Trade {
+                price: price.value,
+                qty: qty.value,
+                side,
+                trade_id,
+            }),
+        ));
     }
 
     fn on_ticker_event(
@@ -429,27 +529,124 @@ impl CoinbaseAdvancedNormalizer {
             };
             let bid_qty = opt_decimal(bq, key, "best_bid_quantity")?;
             let ask_qty = opt_decimal(aq, key, "best_ask_quantity")?;
-            let i = self.intern(product);
-            let qd = bid_qty
-                .map_or(0, |q| q.decimals)
-                .max(ask_qty.map_or(0, |q| q.decimals));
-            let inst = self
-                .symbols
-                .announce(i, bid.decimals.max(ask.decimals), qd, ts_recv, out);
-            out.frames.push(Frame::new(
-                Venue::CoinbaseAdvanced,
-                inst,
-                ts_msg,
-                ts_recv,
-                Body::Quote(Quote {
-                    bid_px: bid.value,
-                    bid_qty: bid_qty.map_or(0, |q| q.value),
-                    ask_px: ask.value,
-                    ask_qty: ask_qty.map_or(0, |q| q.value),
-                }),
-            ));
+            let f = TickerFields {
+                product,
+                bid,
+                bid_qty,
+                ask,
+                ask_qty,
+            };
+            self.emit_ticker(f, ts_msg, ts_recv, out);
         }
         Ok(())
+    }
+
+    /// A read ticker (with its best bid and ask) -> a Quote frame.
+    fn emit_ticker(&mut self, f: TickerFields<'_>, ts_msg: u64, ts_recv: u64, out: &mut Output) {
+        let TickerFields {
+            product,
+            bid,
+            bid_qty,
+            ask,
+            ask_qty,
+        } = f;
+        let i = self.intern(product);
+        let qd = bid_qty
+            .map_or(0, |q| q.decimals)
+            .max(ask_qty.map_or(0, |q| q.decimals));
+        let inst = self
+            .symbols
+            .announce(i, bid.decimals.max(ask.decimals), qd, ts_recv, out);
+        out.frames.push(Frame::new(
+            Venue::CoinbaseAdvanced,
+            inst,
+            ts_msg,
+            ts_recv,
+            Body::Quote(Quote {
+                bid_px: bid.value,
+                bid_qty: bid_qty.map_or(0, |q| q.value),
+                ask_px: ask.value,
+                ask_qty: ask_qty.map_or(0, |q| q.value),
+            }),
+        ));
+    }
+
+    /// The exact-layout fast path for the data messages as the venue sends them (compact,
+    /// keys in the documented order, one event): `l2_data` updates, `market_trades` updates
+    /// and `ticker` / `ticker_batch` with a best bid and ask. Returns false, having changed
+    /// nothing but scratch, when the message is not exactly one of those: the tape path then
+    /// handles it (and says what is wrong, if anything is).
+    fn fast(&mut self, raw: &[u8], ts_recv: u64, out: &mut Output) -> bool {
+        let mut c = Cursor::new(raw);
+        if c.opt_lit(b"{\"channel\":\"l2_data\",\"client_id\":") {
+            let Some(env) = fast_envelope(&mut c) else {
+                return false;
+            };
+            let Some((product, precision)) = fast_l2_update(&mut c, &mut self.changes) else {
+                return false;
+            };
+            self.stats.count("l2_data");
+            if self.sequence(env.seq, ts_recv, out) {
+                let i = self.intern(product);
+                self.apply_l2_update(i, precision, ts_recv, out);
+            }
+        } else if c.opt_lit(b"{\"channel\":\"market_trades\",\"client_id\":") {
+            let Some(env) = fast_envelope(&mut c) else {
+                return false;
+            };
+            let mut trades = std::mem::take(&mut self.fast_trades);
+            let read = fast_trades(&mut c, raw, &mut trades).is_some();
+            if read {
+                self.stats.count("market_trades");
+                if self.sequence(env.seq, ts_recv, out) {
+                    let text = |(from, to): (usize, usize)| {
+                        // Always UTF-8: the range was read as a `str` from `raw`.
+                        std::str::from_utf8(&raw[from..to]).unwrap_or("")
+                    };
+                    for t in &trades {
+                        let f = TradeFields {
+                            trade_id: text(t.trade_id),
+                            product: text(t.product),
+                            price: t.price,
+                            qty: t.qty,
+                            side: t.side,
+                            ts_exchange: t.ts_exchange,
+                        };
+                        self.emit_trade(f, ts_recv, out);
+                    }
+                }
+            }
+            self.fast_trades = trades;
+            return read;
+        } else if c.opt_lit(b"{\"channel\":\"ticker\",\"client_id\":") {
+            let Some(f) = fast_envelope(&mut c).and_then(|env| Some((env, fast_ticker(&mut c)?)))
+            else {
+                return false;
+            };
+            self.stats.count("ticker");
+            self.fast_ticker_emit(f, ts_recv, out);
+        } else if c.opt_lit(b"{\"channel\":\"ticker_batch\",\"client_id\":") {
+            let Some(f) = fast_envelope(&mut c).and_then(|env| Some((env, fast_ticker(&mut c)?)))
+            else {
+                return false;
+            };
+            self.stats.count("ticker_batch");
+            self.fast_ticker_emit(f, ts_recv, out);
+        } else {
+            return false;
+        }
+        true
+    }
+
+    fn fast_ticker_emit(
+        &mut self,
+        (env, f): (Envelope, TickerFields<'_>),
+        ts_recv: u64,
+        out: &mut Output,
+    ) {
+        if self.sequence(env.seq, ts_recv, out) {
+            self.emit_ticker(f, env.ts_msg, ts_recv, out);
+        }
     }
 
     /// Gap status (book flagged) for one product and its level2 resubscription.
@@ -459,6 +656,174 @@ impl CoinbaseAdvancedNormalizer {
             .status(i, StatusCode::Gap, detail, true, ts, out);
         resubscribe_level2(&[json_product(&self.symbols.get(i).symbol)], out);
     }
+}
+
+/// After `"client_id":`: `"..","timestamp":"..","sequence_num":N,"events":[`.
+fn fast_envelope(c: &mut Cursor<'_>) -> Option<Envelope> {
+    c.str()?;
+    c.lit(b",\"timestamp\":")?;
+    let ts_msg = fast_time_or_str(c)?;
+    c.lit(b",\"sequence_num\":")?;
+    let seq = c.u64()?;
+    c.lit(b",\"events\":[")?;
+    Some(Envelope { ts_msg, seq })
+}
+
+/// An RFC 3339 time string: the common UTC form read in place, any other through
+/// [`parse_time_ns`].
+#[inline]
+fn fast_time_or_str(c: &mut Cursor<'_>) -> Option<u64> {
+    if let Some(t) = fast_time(c) {
+        return Some(t);
+    }
+    parse_time_ns(c.str()?)
+}
+
+/// The end of a one-event message: `]}` and nothing after.
+fn fast_close(c: &mut Cursor<'_>) -> Option<()> {
+    c.lit(b"]}")?;
+    c.end()
+}
+
+/// `{"type":"update","product_id":"..","updates":[{"side":..,"event_time":..,
+/// "price_level":..,"new_quantity":..},..]}` then the end; the updates into `changes`
+/// (cleared first).
+fn fast_l2_update<'a>(
+    c: &mut Cursor<'a>,
+    changes: &mut Vec<(BookSide, Level, u64)>,
+) -> Option<(&'a str, Precision)> {
+    c.lit(b"{\"type\":\"update\",\"product_id\":")?;
+    let product = c.str()?;
+    c.lit(b",\"updates\":[")?;
+    changes.clear();
+    let mut precision = Precision::default();
+    if !c.opt_lit(b"]") {
+        loop {
+            let side = if c.opt_lit(b"{\"side\":\"bid\",\"event_time\":") {
+                BookSide::Bid
+            } else if c.opt_lit(b"{\"side\":\"offer\",\"event_time\":") {
+                BookSide::Ask
+            } else {
+                return None;
+            };
+            let ts = fast_time_or_str(c)?;
+            c.lit(b",\"price_level\":")?;
+            let p = c.dec()?;
+            c.lit(b",\"new_quantity\":")?;
+            let q = c.dec()?;
+            c.lit(b"}")?;
+            if p.value <= 0 || q.value < 0 {
+                return None; // the tape path says what is wrong
+            }
+            precision.see(&p, &q);
+            changes.push((
+                side,
+                Level {
+                    price: p.value,
+                    qty: q.value,
+                },
+                ts,
+            ));
+            if c.opt_lit(b"]") {
+                break;
+            }
+            c.lit(b",")?;
+        }
+    }
+    c.lit(b"}")?;
+    fast_close(c)?;
+    Some((product, precision))
+}
+
+/// The byte range of a `str` read from `raw`.
+fn range_of(raw: &[u8], s: &str) -> (usize, usize) {
+    let from = s.as_ptr() as usize - raw.as_ptr() as usize;
+    (from, from + s.len())
+}
+
+/// `{"type":"update","trades":[{"trade_id":..,"product_id":..,"price":..,"size":..,
+/// "side":..,"time":..},..]}` then the end; the trades into `trades` (cleared first).
+fn fast_trades(c: &mut Cursor<'_>, raw: &[u8], trades: &mut Vec<FastTrade>) -> Option<()> {
+    c.lit(b"{\"type\":\"update\",\"trades\":[")?;
+    trades.clear();
+    if !c.opt_lit(b"]") {
+        loop {
+            c.lit(b"{\"trade_id\":")?;
+            let trade_id = range_of(raw, c.str()?);
+            c.lit(b",\"product_id\":")?;
+            let product = range_of(raw, c.str()?);
+            c.lit(b",\"price\":")?;
+            let price = c.dec()?;
+            c.lit(b",\"size\":")?;
+            let qty = c.dec()?;
+            c.lit(b",\"side\":")?;
+            // The maker's side: a SELL maker was taken by a buyer.
+            let side = match c.str()? {
+                "SELL" => Side::Buy,
+                "BUY" => Side::Sell,
+                _ => Side::Unknown,
+            };
+            c.lit(b",\"time\":")?;
+            let ts_exchange = fast_time_or_str(c)?;
+            c.lit(b"}")?;
+            if price.value <= 0 || qty.value <= 0 {
+                return None; // the tape path says what is wrong
+            }
+            trades.push(FastTrade {
+                trade_id,
+                product,
+                price,
+                qty,
+                side,
+                ts_exchange,
+            });
+            if c.opt_lit(b"]") {
+                break;
+            }
+            c.lit(b",")?;
+        }
+    }
+    c.lit(b"}")?;
+    fast_close(c)
+}
+
+/// `{"type":..,"tickers":[{"type":"ticker","product_id":..,"price":..,"volume_24_h":..,
+/// "low_24_h":..,"high_24_h":..,"low_52_w":..,"high_52_w":..,"price_percent_chg_24_h":..,
+/// "best_bid":..,"best_bid_quantity":..,"best_ask":..,"best_ask_quantity":..}]}` then the end.
+fn fast_ticker<'a>(c: &mut Cursor<'a>) -> Option<TickerFields<'a>> {
+    c.lit(b"{\"type\":")?;
+    c.str()?;
+    c.lit(b",\"tickers\":[{\"type\":\"ticker\",\"product_id\":")?;
+    let product = c.str()?;
+    for key in [
+        &b",\"price\":"[..],
+        b",\"volume_24_h\":",
+        b",\"low_24_h\":",
+        b",\"high_24_h\":",
+        b",\"low_52_w\":",
+        b",\"high_52_w\":",
+        b",\"price_percent_chg_24_h\":",
+    ] {
+        c.lit(key)?;
+        c.str()?;
+    }
+    c.lit(b",\"best_bid\":")?;
+    let bid = c.dec()?;
+    c.lit(b",\"best_bid_quantity\":")?;
+    let bid_qty = c.dec()?;
+    c.lit(b",\"best_ask\":")?;
+    let ask = c.dec()?;
+    c.lit(b",\"best_ask_quantity\":")?;
+    let ask_qty = c.dec()?;
+    c.lit(b"}]}")?;
+    fast_close(c)?;
+    Some(TickerFields {
+        product,
+        bid,
+        bid_qty: Some(bid_qty),
+        ask,
+        ask_qty: Some(ask_qty),
+    })
 }
 
 /// Unsubscribe then subscribe `level2` for `products` (one channel per message, as the
@@ -491,11 +856,17 @@ impl Normalizer for CoinbaseAdvancedNormalizer {
     ) -> Result<(), NormalizeError> {
         self.stats.messages += 1;
         let before = out.frames.len();
-        let mut parser = self.parser.take().unwrap_or_default();
-        let result = parser
-            .with(raw, |root| self.dispatch(root, ts_recv, out))
-            .and_then(|r| r);
-        self.parser = Some(parser);
+        let result = if self.fast_path && self.fast(raw, ts_recv, out) {
+            self.fast_hits += 1;
+            Ok(())
+        } else {
+            let mut parser = self.parser.take().unwrap_or_default();
+            let result = parser
+                .with(raw, |root| self.dispatch(root, ts_recv, out))
+                .and_then(|r| r);
+            self.parser = Some(parser);
+            result
+        };
         self.stats.settle(before, out, &result);
         result
     }

@@ -199,8 +199,10 @@ impl KrakenBook {
     }
 
     fn checksum_with(&self, dec: impl Fn(&KLevel) -> (u8, u8)) -> u32 {
-        let mut h = crc32fast::Hasher::new();
-        let mut buf = [0u8; 40];
+        // The whole checksum input is written into one buffer and hashed at once: 20 levels
+        // of two numbers, each at most 39 digits.
+        let mut text = [0u8; 2 * 2 * CHECKSUM_LEVELS * 40];
+        let mut len = 0;
         for l in self
             .asks
             .iter_best()
@@ -208,13 +210,68 @@ impl KrakenBook {
             .chain(self.bids.iter_best().take(CHECKSUM_LEVELS))
         {
             let (pd, qd) = dec(l);
-            let n = digits(l.price, pd, &mut buf);
-            h.update(&buf[40 - n..]);
-            let n = digits(l.qty, qd, &mut buf);
-            h.update(&buf[40 - n..]);
+            len += digits_into(l.price, pd, &mut text[len..]);
+            len += digits_into(l.qty, qd, &mut text[len..]);
         }
-        h.finalize()
+        crc32fast::hash(&text[..len])
     }
+}
+
+/// Powers of ten that fit a u64.
+const POW10: [u64; 20] = {
+    let mut p = [1u64; 20];
+    let mut i = 1;
+    while i < 20 {
+        p[i] = p[i - 1] * 10;
+        i += 1;
+    }
+    p
+};
+
+/// `"00".."99"`: two digits per step.
+const PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// [`digits`], written at the start of `out` (at least 40 bytes): the same text, computed
+/// in u64 (no i128 division) whenever the value fits, which is every real price and size.
+#[inline]
+fn digits_into(value: i128, decimals: u8, out: &mut [u8]) -> usize {
+    let abs = value.unsigned_abs();
+    let Ok(abs) = u64::try_from(abs) else {
+        let mut buf = [0u8; 40];
+        let n = digits(value, decimals, &mut buf);
+        out[..n].copy_from_slice(&buf[40 - n..]);
+        return n;
+    };
+    let mut n = abs / POW10[9usize.saturating_sub(decimals as usize)];
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    while n >= 100 {
+        let d = (n % 100) as usize;
+        n /= 100;
+        i -= 2;
+        buf[i] = PAIRS[2 * d];
+        buf[i + 1] = PAIRS[2 * d + 1];
+    }
+    if n >= 10 {
+        i -= 2;
+        buf[i] = PAIRS[2 * n as usize];
+        buf[i + 1] = PAIRS[2 * n as usize + 1];
+    } else if n > 0 {
+        i -= 1;
+        buf[i] = b'0' + n as u8;
+    }
+    let len = buf.len() - i;
+    out[..len].copy_from_slice(&buf[i..]);
+    len
 }
 
 /// Writes `value` (1e-9 units) at `decimals` fractional digits with the point removed and
@@ -255,6 +312,35 @@ mod tests {
         let n = digits(45_285_200_000_000, 1, &mut b); // 45285.2
         assert_eq!(&b[40 - n..], b"452852");
         assert_eq!(digits(0, 8, &mut b), 0);
+    }
+
+    #[test]
+    fn digits_into_writes_what_digits_writes() {
+        let mut values: Vec<i128> = vec![0, 1, 9, 10, 99, 100, 999_999_999, 1_000_000_000];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..5_000 {
+            // xorshift: values of every magnitude.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(i128::from(x >> (x % 64)));
+        }
+        values.extend([
+            i128::from(u64::MAX),
+            i128::from(u64::MAX) + 1,
+            -12_345_678_900,
+            i128::MAX,
+            i128::MIN + 1,
+        ]);
+        let mut buf = [0u8; 40];
+        let mut out = [0u8; 40];
+        for v in values {
+            for dec in [0u8, 1, 2, 5, 8, 9, 12] {
+                let n = digits(v, dec, &mut buf);
+                let m = digits_into(v, dec, &mut out);
+                assert_eq!(&out[..m], &buf[40 - n..], "{v} at {dec}");
+            }
+        }
     }
 
     #[test]
