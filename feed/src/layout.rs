@@ -150,6 +150,52 @@ impl<'a> Cursor<'a> {
         Some(v)
     }
 
+    /// A signed integer value: an optional `-`, then as [`Cursor::u64`]; within `i64`, and
+    /// not `-0`.
+    #[inline]
+    pub fn i64(&mut self) -> Option<i64> {
+        if self.opt_lit(b"-") {
+            let v = self.u64()?;
+            if v == 0 || v > i64::MAX as u64 + 1 {
+                return None;
+            }
+            Some((v as i64).wrapping_neg())
+        } else {
+            i64::try_from(self.u64()?).ok()
+        }
+    }
+
+    /// An unsigned integer sent as a string (`"1597026383085"`): 1 to 19 digits, no leading
+    /// zero, nothing else inside the quotes.
+    #[inline]
+    pub fn quoted_u64(&mut self) -> Option<u64> {
+        self.lit(b"\"")?;
+        let rest = self.rest();
+        let mut v: u64 = 0;
+        let mut n = 0;
+        while n < rest.len() && n < 19 {
+            let d = rest[n].wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            v = v * 10 + u64::from(d);
+            n += 1;
+        }
+        if n == 0 || (n > 1 && rest[0] == b'0') || n >= rest.len() || rest[n] != b'"' {
+            return None;
+        }
+        self.pos += n + 1;
+        Some(v)
+    }
+
+    /// A quoted decimal like [`Cursor::dec`], also returning its text (without the quotes).
+    #[inline]
+    pub fn dec_text(&mut self) -> Option<(Parsed, &'a [u8])> {
+        let start = self.pos + 1;
+        let v = self.dec()?;
+        Some((v, &self.bytes[start..self.pos - 1]))
+    }
+
     /// `true` or `false`.
     #[inline]
     pub fn bool(&mut self) -> Option<bool> {
@@ -256,6 +302,53 @@ mod tests {
         assert_eq!(Cursor::new(b"\"a\x01b\"").str(), None);
         assert_eq!(Cursor::new(br#""1.5e3""#).dec().map(|p| p.value), None);
         assert_eq!(Cursor::new(br#""1..5""#).dec().map(|p| p.value), None);
+        let mut c = Cursor::new(br#"-1,-9223372036854775808,9223372036854775807,"12","0","#);
+        assert_eq!(c.i64(), Some(-1));
+        c.lit(b",").unwrap();
+        assert_eq!(c.i64(), Some(i64::MIN));
+        c.lit(b",").unwrap();
+        assert_eq!(c.i64(), Some(i64::MAX));
+        c.lit(b",").unwrap();
+        assert_eq!(c.quoted_u64(), Some(12));
+        c.lit(b",").unwrap();
+        assert_eq!(c.quoted_u64(), Some(0));
+        for bad in [
+            &b"-0,"[..],
+            b"-,",
+            b"9223372036854775808,",
+            b"-9223372036854775809,",
+            b"--1,",
+        ] {
+            assert_eq!(
+                Cursor::new(bad).i64(),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        for bad in [
+            &br#""""#[..],
+            br#""01""#,
+            br#""1.5""#,
+            br#""-1""#,
+            br#""12"#,
+            b"12",
+            br#""12345678901234567890""#,
+        ] {
+            assert_eq!(
+                Cursor::new(bad).quoted_u64(),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let mut c = Cursor::new(br#""30243.50","#);
+        let (v, t) = c.dec_text().unwrap();
+        assert_eq!(
+            (v.value, v.decimals, t),
+            (30_243_500_000_000, 2, &b"30243.50"[..])
+        );
+        assert!(c.peek(b","));
         assert!(Cursor::new(b" x").end().is_none());
         assert!(Cursor::new(b"  \n").end().is_some());
     }

@@ -5,21 +5,26 @@
 //! the top 25 levels of each side of the local book, interleaved
 //! `bid1px:bid1sz:ask1px:ask1sz:bid2px:...`; when one side has fewer levels, the other side's
 //! remaining levels follow alone. CRC32 (IEEE) of that text, compared as a signed 32-bit
-//! integer. The prices and sizes are the strings as sent: a level keeps its value and the
-//! number of fractional digits of its text, and the text is rendered back from them
-//! ([`tickwire_sdk::wire::write_decimal`] reproduces any plain decimal exactly). A level sent in
-//! an unusual spelling (exponent, leading zeros) would not render back the same and would fail
-//! the checksum: loudly (a gap and a resync), never silently.
+//! integer. The prices and sizes are the strings as sent: each level keeps its own
+//! `price:size` text as OKX sent it (inline, up to [`TEXT_CAP`] bytes), so the checksum only
+//! copies texts instead of rendering 100 decimals per update. A level whose text is longer
+//! (never seen from OKX) keeps its value and the number of fractional digits of its text, and
+//! its text is rendered back from them ([`tickwire_sdk::wire::write_decimal`] reproduces any
+//! plain decimal exactly; an unusual spelling would fail the checksum loudly, never silently).
 //!
 //! Each side is a vector sorted with the best level LAST, so the busy top of the book is
 //! changed with short moves and the checksum reads the last 25 entries.
 
-use tickwire_sdk::wire::{BookSide, BookSnapshot, Level, write_decimal};
+use tickwire_sdk::wire::{BookSide, BookSnapshot, Level, Parsed, write_decimal};
 
 /// Levels per side that enter the checksum.
 pub const CHECKSUM_DEPTH: usize = 25;
 
-/// One level with the number of fractional digits its texts had.
+/// The longest `price:size` text kept inline with its level.
+pub const TEXT_CAP: usize = 38;
+
+/// One level with its text as sent (or, when that is too long, the number of fractional
+/// digits its texts had, to render it back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TextLevel {
     /// Price, 1e-9 units.
@@ -30,6 +35,45 @@ pub struct TextLevel {
     pub price_decimals: u8,
     /// Fractional digits of the size text.
     pub qty_decimals: u8,
+    /// Length of `text`; 0 when the text did not fit and is rendered from the values.
+    text_len: u8,
+    /// `price:size` as sent.
+    text: [u8; TEXT_CAP],
+}
+
+impl TextLevel {
+    /// A level from its parsed price and size and their texts as sent.
+    #[inline]
+    pub fn new(price: Parsed, qty: Parsed, price_text: &[u8], qty_text: &[u8]) -> TextLevel {
+        let mut l = TextLevel {
+            price: price.value,
+            qty: qty.value,
+            price_decimals: price.decimals,
+            qty_decimals: qty.decimals,
+            text_len: 0,
+            text: [0; TEXT_CAP],
+        };
+        let (np, nq) = (price_text.len(), qty_text.len());
+        if np + 1 + nq <= TEXT_CAP {
+            l.text[..np].copy_from_slice(price_text);
+            l.text[np] = b':';
+            l.text[np + 1..np + 1 + nq].copy_from_slice(qty_text);
+            l.text_len = (np + 1 + nq) as u8;
+        }
+        l
+    }
+
+    /// Appends this level's `price:size` checksum text to `text`.
+    #[inline]
+    fn write_text(&self, text: &mut Vec<u8>) {
+        if self.text_len > 0 {
+            text.extend_from_slice(&self.text[..usize::from(self.text_len)]);
+        } else {
+            write_decimal(text, self.price, self.price_decimals);
+            text.push(b':');
+            write_decimal(text, self.qty, self.qty_decimals);
+        }
+    }
 }
 
 /// An L2 book keeping what the checksum needs.
@@ -141,6 +185,7 @@ impl OkxBook {
     /// Writes the checksum text into `text` (cleared first).
     pub fn checksum_text(&self, text: &mut Vec<u8>) {
         text.clear();
+        text.reserve(2 * CHECKSUM_DEPTH * (TEXT_CAP + 1));
         let mut bids = self.bids();
         let mut asks = self.asks();
         for _ in 0..CHECKSUM_DEPTH {
@@ -152,9 +197,7 @@ impl OkxBook {
                 if !text.is_empty() {
                     text.push(b':');
                 }
-                write_decimal(text, l.price, l.price_decimals);
-                text.push(b':');
-                write_decimal(text, l.qty, l.qty_decimals);
+                l.write_text(text);
             }
         }
     }
@@ -177,14 +220,27 @@ mod tests {
     use tickwire_sdk::wire::parse_decimal;
 
     fn lvl(p: &str, q: &str) -> TextLevel {
-        let p = parse_decimal(p.as_bytes()).unwrap();
-        let q = parse_decimal(q.as_bytes()).unwrap();
-        TextLevel {
-            price: p.value,
-            qty: q.value,
-            price_decimals: p.decimals,
-            qty_decimals: q.decimals,
-        }
+        let (pt, qt) = (p.as_bytes(), q.as_bytes());
+        TextLevel::new(
+            parse_decimal(pt).unwrap(),
+            parse_decimal(qt).unwrap(),
+            pt,
+            qt,
+        )
+    }
+
+    #[test]
+    fn texts_are_kept_as_sent_and_long_ones_rendered() {
+        let mut b = book(&[("3366.10", "007")], &[("3366.8", "9.0")]);
+        let mut text = Vec::new();
+        b.checksum_text(&mut text);
+        assert_eq!(text, b"3366.10:007:3366.8:9.0");
+        // Too long to keep inline: rendered from the value and its decimals.
+        let long = "0.0000000010000000000000000000000000";
+        b.set(BookSide::Bid, lvl("3366.2", long));
+        b.checksum_text(&mut text);
+        assert_eq!(text, b"3366.2:0.000000001:3366.8:9.0:3366.10:007");
+        assert_eq!(b.checksum(&mut text), crc32fast::hash(&text) as i32);
     }
 
     fn book(bids: &[(&str, &str)], asks: &[(&str, &str)]) -> OkxBook {
