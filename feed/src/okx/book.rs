@@ -13,7 +13,9 @@
 //! plain decimal exactly; an unusual spelling would fail the checksum loudly, never silently).
 //!
 //! Each side is a vector sorted with the best level LAST, so the busy top of the book is
-//! changed with short moves and the checksum reads the last 25 entries.
+//! changed with short moves and the checksum reads the last 25 entries. The texts live in a
+//! slab beside the vectors (a level holds its slot), so inserts and removals deep in a
+//! 400-level book move only the small levels, not their texts.
 
 use tickwire_sdk::wire::{BookSide, BookSnapshot, Level, Parsed, write_decimal};
 
@@ -62,27 +64,37 @@ impl TextLevel {
         }
         l
     }
-
-    /// Appends this level's `price:size` checksum text to `text`.
-    #[inline]
-    fn write_text(&self, text: &mut Vec<u8>) {
-        if self.text_len > 0 {
-            text.extend_from_slice(&self.text[..usize::from(self.text_len)]);
-        } else {
-            write_decimal(text, self.price, self.price_decimals);
-            text.push(b':');
-            write_decimal(text, self.qty, self.qty_decimals);
-        }
-    }
 }
+
+/// One level of the book; its text is in the book's slab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BookLevel {
+    /// Price, 1e-9 units.
+    pub price: i64,
+    /// Size, 1e-9 units.
+    pub qty: i64,
+    /// Fractional digits of the price text.
+    pub price_decimals: u8,
+    /// Fractional digits of the size text.
+    pub qty_decimals: u8,
+    /// Where the text is in the slab.
+    slot: u32,
+}
+
+/// A level's text in the slab: (length, bytes), length 0 to render from the values.
+type Text = (u8, [u8; TEXT_CAP]);
 
 /// An L2 book keeping what the checksum needs.
 #[derive(Debug, Clone, Default)]
 pub struct OkxBook {
     /// Ascending price: the best bid is last.
-    bids: Vec<TextLevel>,
+    bids: Vec<BookLevel>,
     /// Descending price: the best ask is last.
-    asks: Vec<TextLevel>,
+    asks: Vec<BookLevel>,
+    /// The texts of the levels, by slot.
+    texts: Vec<Text>,
+    /// Free slots of `texts`.
+    free: Vec<u32>,
     /// The checksum of the top levels, until a change reaches them (deep changes, common in
     /// a 400-level book, leave it valid).
     cached: Option<i32>,
@@ -98,20 +110,37 @@ impl OkxBook {
     pub fn clear(&mut self) {
         self.bids.clear();
         self.asks.clear();
+        self.texts.clear();
+        self.free.clear();
         self.cached = None;
     }
 
     /// Sets a level (size 0 removes it; removing an absent level is a no-op).
     pub fn set(&mut self, side: BookSide, level: TextLevel) {
+        let OkxBook {
+            bids,
+            asks,
+            texts,
+            free,
+            cached,
+        } = self;
         let (v, pos) = match side {
             BookSide::Bid => {
-                let pos = self.bids.binary_search_by(|l| l.price.cmp(&level.price));
-                (&mut self.bids, pos)
+                let pos = bids.binary_search_by(|l| l.price.cmp(&level.price));
+                (bids, pos)
             }
             BookSide::Ask => {
-                let pos = self.asks.binary_search_by(|l| level.price.cmp(&l.price));
-                (&mut self.asks, pos)
+                let pos = asks.binary_search_by(|l| level.price.cmp(&l.price));
+                (asks, pos)
             }
+        };
+        let text = (level.text_len, level.text);
+        let at = |slot: u32| BookLevel {
+            price: level.price,
+            qty: level.qty,
+            price_decimals: level.price_decimals,
+            qty_decimals: level.qty_decimals,
+            slot,
         };
         // The vector is best-last: index i is among the top levels when it is within
         // CHECKSUM_DEPTH of the end (after an insert, before a removal).
@@ -119,21 +148,46 @@ impl OkxBook {
         let touched_top = match (pos, level.qty == 0) {
             (Ok(i), true) => {
                 let t = top(i, v.len());
-                v.remove(i);
+                free.push(v.remove(i).slot);
                 t
             }
             (Ok(i), false) => {
-                v[i] = level;
+                let slot = v[i].slot;
+                texts[slot as usize] = text;
+                v[i] = at(slot);
                 top(i, v.len())
             }
             (Err(_), true) => false,
             (Err(i), false) => {
-                v.insert(i, level);
+                let slot = match free.pop() {
+                    Some(slot) => {
+                        texts[slot as usize] = text;
+                        slot
+                    }
+                    None => {
+                        texts.push(text);
+                        (texts.len() - 1) as u32
+                    }
+                };
+                v.insert(i, at(slot));
                 top(i, v.len())
             }
         };
         if touched_top {
-            self.cached = None;
+            *cached = None;
+        }
+    }
+
+    /// Appends the `price:size` checksum text of `l` to `text`.
+    #[inline]
+    fn write_text(&self, l: &BookLevel, text: &mut Vec<u8>) {
+        let (len, bytes) = &self.texts[l.slot as usize];
+        if *len > 0 {
+            text.extend_from_slice(&bytes[..usize::from(*len)]);
+        } else {
+            write_decimal(text, l.price, l.price_decimals);
+            text.push(b':');
+            write_decimal(text, l.qty, l.qty_decimals);
         }
     }
 
@@ -143,12 +197,12 @@ impl OkxBook {
     }
 
     /// Best bid.
-    pub fn best_bid(&self) -> Option<&TextLevel> {
+    pub fn best_bid(&self) -> Option<&BookLevel> {
         self.bids.last()
     }
 
     /// Best ask.
-    pub fn best_ask(&self) -> Option<&TextLevel> {
+    pub fn best_ask(&self) -> Option<&BookLevel> {
         self.asks.last()
     }
 
@@ -161,18 +215,18 @@ impl OkxBook {
     }
 
     /// Bids, best first.
-    pub fn bids(&self) -> impl Iterator<Item = &TextLevel> {
+    pub fn bids(&self) -> impl Iterator<Item = &BookLevel> {
         self.bids.iter().rev()
     }
 
     /// Asks, best first.
-    pub fn asks(&self) -> impl Iterator<Item = &TextLevel> {
+    pub fn asks(&self) -> impl Iterator<Item = &BookLevel> {
         self.asks.iter().rev()
     }
 
     /// The whole book as a snapshot body, best first.
     pub fn snapshot(&self) -> BookSnapshot {
-        let level = |l: &TextLevel| Level {
+        let level = |l: &BookLevel| Level {
             price: l.price,
             qty: l.qty,
         };
@@ -197,7 +251,7 @@ impl OkxBook {
                 if !text.is_empty() {
                     text.push(b':');
                 }
-                l.write_text(text);
+                self.write_text(l, text);
             }
         }
     }
@@ -296,6 +350,8 @@ mod tests {
         let mut b = OkxBook::new();
         let mut text = Vec::new();
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut bids = std::collections::BTreeMap::new();
+        let mut asks = std::collections::BTreeMap::new();
         for step in 0..20_000 {
             x ^= x << 13;
             x ^= x >> 7;
@@ -321,7 +377,31 @@ mod tests {
             } else {
                 ""
             };
-            b.set(side, lvl(&price.to_string(), &format!("{qty}{dec}")));
+            let q = format!("{qty}{dec}");
+            b.set(side, lvl(&price.to_string(), &q));
+            // The slab keeps each level's own text: the same as a map of the texts gives.
+            let m = if side == BookSide::Bid {
+                &mut bids
+            } else {
+                &mut asks
+            };
+            if qty == 0 {
+                m.remove(&price);
+            } else {
+                m.insert(price, format!("{price}:{q}"));
+            }
+            let (mut bi, mut ai) = (bids.values().rev(), asks.values());
+            let mut want: Vec<&str> = Vec::new();
+            for _ in 0..CHECKSUM_DEPTH {
+                want.extend(bi.next().map(String::as_str));
+                want.extend(ai.next().map(String::as_str));
+            }
+            b.checksum_text(&mut text);
+            assert_eq!(
+                String::from_utf8_lossy(&text),
+                want.join(":"),
+                "step {step}"
+            );
             let cached = b.checksum(&mut text);
             let mut fresh = b.clone();
             fresh.cached = None;
