@@ -786,9 +786,9 @@ fn fast_book<'a>(c: &mut Cursor<'a>, ev: &mut BookEvent) -> Option<(&'a str, Pre
     let symbol = c.str()?;
     let mut precision = Precision::default();
     c.lit(b",\"b\":")?;
-    c.levels(&mut ev.bids, &mut precision.price, &mut precision.qty)?;
+    fast_levels(c, &mut ev.bids, &mut precision)?;
     c.lit(b",\"a\":")?;
-    c.levels(&mut ev.asks, &mut precision.price, &mut precision.qty)?;
+    fast_levels(c, &mut ev.asks, &mut precision)?;
     c.lit(b",\"u\":")?;
     ev.u = c.u64()?;
     ev.seq = if c.opt_lit(b",\"seq\":") {
@@ -802,6 +802,35 @@ fn fast_book<'a>(c: &mut Cursor<'a>, ev: &mut BookEvent) -> Option<(&'a str, Pre
     c.end()?;
     ev.ts_exchange = venue_time_to_ns(if cts != 0 { cts } else { ts });
     Some((symbol, precision))
+}
+
+/// `[["price","size"], ...]` into `out` (cleared first), as [`Cursor::levels`] reads it, the
+/// decimals through [`Cursor::dec_plain`].
+fn fast_levels(c: &mut Cursor<'_>, out: &mut Vec<Level>, precision: &mut Precision) -> Option<()> {
+    out.clear();
+    c.lit(b"[")?;
+    if c.opt_lit(b"]") {
+        return Some(());
+    }
+    loop {
+        c.lit(b"[")?;
+        let price = c.dec_plain()?;
+        c.lit(b",")?;
+        let qty = c.dec_plain()?;
+        c.lit(b"]")?;
+        if price.value <= 0 || qty.value < 0 {
+            return None; // the tape path says what is wrong
+        }
+        precision.see(&price, &qty);
+        out.push(Level {
+            price: price.value,
+            qty: qty.value,
+        });
+        if c.opt_lit(b"]") {
+            return Some(());
+        }
+        c.lit(b",")?;
+    }
 }
 
 /// After the topic: `,"type":"snapshot","ts":..` (either order), `,"data":[` trades `]}`.
@@ -861,8 +890,8 @@ fn fast_trade<'a>(c: &mut Cursor<'a>) -> Option<TradeFields<'a>> {
                     return None;
                 })
             }
-            "v" if qty.is_none() => qty = Some(c.dec()?),
-            "p" if price.is_none() => price = Some(c.dec()?),
+            "v" if qty.is_none() => qty = Some(c.dec_plain()?),
+            "p" if price.is_none() => price = Some(c.dec_plain()?),
             "i" if id.is_none() => id = Some(c.str()?),
             // Read twice: the tape path decides which counts.
             "T" | "s" | "S" | "v" | "p" | "i" => return None,

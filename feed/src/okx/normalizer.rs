@@ -1000,9 +1000,9 @@ fn fast_trade<'a>(c: &mut Cursor<'a>) -> Option<TradeFields<'a>> {
     let id_text = c.str_body()?;
     let id = Cursor::new(id_text.as_bytes()).u64()?;
     c.lit(b",\"px\":")?;
-    let price = c.dec()?;
+    let price = c.dec_plain()?;
     c.lit(b",\"sz\":")?;
-    let qty = c.dec()?;
+    let qty = c.dec_plain()?;
     c.lit(b",\"side\":\"")?;
     let side = if c.opt_lit(b"buy\"") {
         Side::Buy
@@ -1046,7 +1046,7 @@ fn fast_opt_dec(c: &mut Cursor<'_>) -> Option<(i64, u8)> {
     if c.opt_lit(b"\"\"") {
         return Some((0, 0));
     }
-    let p = c.dec()?;
+    let p = c.dec_plain()?;
     Some((p.value, p.decimals))
 }
 
