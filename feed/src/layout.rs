@@ -213,6 +213,52 @@ impl<'a> Cursor<'a> {
         Some(v)
     }
 
+    /// A signed integer value: an optional `-`, then as [`Cursor::u64`]; within `i64`, and
+    /// not `-0`.
+    #[inline]
+    pub fn i64(&mut self) -> Option<i64> {
+        if self.opt_lit(b"-") {
+            let v = self.u64()?;
+            if v == 0 || v > i64::MAX as u64 + 1 {
+                return None;
+            }
+            Some((v as i64).wrapping_neg())
+        } else {
+            i64::try_from(self.u64()?).ok()
+        }
+    }
+
+    /// An unsigned integer sent as a string (`"1597026383085"`): 1 to 19 digits, no leading
+    /// zero, nothing else inside the quotes.
+    #[inline]
+    pub fn quoted_u64(&mut self) -> Option<u64> {
+        self.lit(b"\"")?;
+        let rest = self.rest();
+        let mut v: u64 = 0;
+        let mut n = 0;
+        while n < rest.len() && n < 19 {
+            let d = rest[n].wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            v = v * 10 + u64::from(d);
+            n += 1;
+        }
+        if n == 0 || (n > 1 && rest[0] == b'0') || n >= rest.len() || rest[n] != b'"' {
+            return None;
+        }
+        self.pos += n + 1;
+        Some(v)
+    }
+
+    /// A quoted decimal like [`Cursor::dec`], also returning its text (without the quotes).
+    #[inline]
+    pub fn dec_text(&mut self) -> Option<(Parsed, &'a [u8])> {
+        let start = self.pos + 1;
+        let v = self.dec()?;
+        Some((v, &self.bytes[start..self.pos - 1]))
+    }
+
     /// `true` or `false`.
     #[inline]
     pub fn bool(&mut self) -> Option<bool> {
@@ -377,6 +423,84 @@ mod tests {
             Some(1_500_000_000_000)
         );
         assert_eq!(Cursor::new(br#""1..5""#).dec().map(|p| p.value), None);
+        let mut c = Cursor::new(br#"-1,-9223372036854775808,9223372036854775807,"12","0","#);
+        assert_eq!(c.i64(), Some(-1));
+        c.lit(b",").unwrap();
+        assert_eq!(c.i64(), Some(i64::MIN));
+        c.lit(b",").unwrap();
+        assert_eq!(c.i64(), Some(i64::MAX));
+        c.lit(b",").unwrap();
+        assert_eq!(c.quoted_u64(), Some(12));
+        c.lit(b",").unwrap();
+        assert_eq!(c.quoted_u64(), Some(0));
+        for bad in [
+            &b"-0,"[..],
+            b"-,",
+            b"9223372036854775808,",
+            b"-9223372036854775809,",
+            b"--1,",
+        ] {
+            assert_eq!(
+                Cursor::new(bad).i64(),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        for bad in [
+            &br#""""#[..],
+            br#""01""#,
+            br#""1.5""#,
+            br#""-1""#,
+            br#""12"#,
+            b"12",
+            br#""12345678901234567890""#,
+        ] {
+            assert_eq!(
+                Cursor::new(bad).quoted_u64(),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let mut c = Cursor::new(br#""30243.50","#);
+        let (v, t) = c.dec_text().unwrap();
+        assert_eq!(
+            (v.value, v.decimals, t),
+            (30_243_500_000_000, 2, &b"30243.50"[..])
+        );
+        assert!(c.peek(b","));
+        // dec reads what parse_decimal reads between the quotes, and stops after them.
+        let alphabet = b"0123456789.-\"x";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 24) as usize;
+            let mut t = vec![b'"'];
+            let mut y = x;
+            for _ in 0..len {
+                y = y.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                // Mostly digits, so long plain numbers come up.
+                let k = (y >> 60) as usize;
+                t.push(if k < 11 {
+                    b"0123456789."[k]
+                } else {
+                    alphabet[(y >> 33) as usize % alphabet.len()]
+                });
+            }
+            t.extend_from_slice(b"\",");
+            // The text up to the first closing quote is what the general parser would see.
+            let close = t[1..].iter().position(|&c| c == b'"').map(|k| k + 1);
+            let mut a = Cursor::new(&t);
+            let got = a.dec();
+            let expected = close.and_then(|k| parse_decimal(&t[1..k]).ok());
+            assert_eq!(got, expected, "{:?}", String::from_utf8_lossy(&t));
+            if got.is_some() {
+                assert_eq!(a.rest(), &t[close.unwrap() + 1..]);
+            }
+        }
         assert!(Cursor::new(b" x").end().is_none());
         assert!(Cursor::new(b"  \n").end().is_some());
     }

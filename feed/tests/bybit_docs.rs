@@ -1194,3 +1194,108 @@ proptest! {
         }
     }
 }
+
+/// Every frame, action and error of `messages`, then the stats; and the fast path's hits.
+fn run_paths(market: Market, messages: &[String], fast: bool) -> (Vec<String>, u64) {
+    let mut n = BybitNormalizer::new(market, &[]);
+    n.set_fast_path(fast);
+    let mut out = Output::new();
+    let mut seen = Vec::new();
+    for (k, m) in messages.iter().enumerate() {
+        out.clear();
+        let res = n.on_message(m.as_bytes(), 1_000 + k as u64, &mut out);
+        seen.push(format!("{res:?} {:?} {:?}", out.frames, out.actions));
+    }
+    seen.push(format!("{:?}", n.stats()));
+    (seen, n.fast_hits())
+}
+
+/// Both paths give the same frames, actions, errors and stats; returns the fast path's hits.
+fn same_on_both_paths(market: Market, name: &str, messages: &[String]) -> u64 {
+    let (tape, zero) = run_paths(market, messages, false);
+    let (fast, hits) = run_paths(market, messages, true);
+    assert_eq!(zero, 0);
+    assert_eq!(tape.len(), fast.len());
+    for (k, (a, b)) in tape.iter().zip(&fast).enumerate() {
+        assert_eq!(a, b, "{name}: message {k} differs between the paths");
+    }
+    hits
+}
+
+/// A generated stream (snapshot, deltas, trades; some deltas dropped or altered so that gaps,
+/// crossings and resyncs happen) plus the documented messages, spot and linear.
+fn stream(market: Market, seed: u64) -> Vec<String> {
+    let mut venue = Venue_::new(market, "BTCUSDT", seed);
+    let mut messages = vec![venue.snapshot()];
+    for k in 0..1500 {
+        match venue.step() {
+            Gen::Trade(t) => messages.push(t),
+            Gen::Book(d) if k % 397 == 0 => {
+                // Dropped: the next delta does not follow, a resync is asked for.
+                let _ = d;
+                messages.push(venue.snapshot());
+            }
+            Gen::Book(d) => messages.push(d),
+        }
+    }
+    messages
+}
+
+fn is_data(m: &str) -> bool {
+    m.starts_with(r#"{"topic":"orderbook."#) || m.starts_with(r#"{"topic":"publicTrade."#)
+}
+
+#[test]
+fn fast_path_gives_the_tape_path_frames_on_generated_and_documented_messages() {
+    for market in [Market::Spot, Market::Linear] {
+        let mut messages = stream(market, 0x2545_f491_4f6c_dd1d);
+        // Compact documented layouts: spot trades (two per message), orderbook.1, string
+        // times (these fall back), a second depth.
+        messages.push(r#"{"topic":"publicTrade.BTCUSDT","ts":1714000000100,"type":"snapshot","data":[{"i":"2290000000061666327","T":1714000000099,"p":"64000.01","v":"0.000511","S":"Sell","s":"BTCUSDT","BT":false,"RPI":false,"seq":40000001},{"i":"2290000000061666328","T":1714000000099,"p":"64000.00","v":"1.2","S":"Buy","s":"BTCUSDT","BT":true,"RPI":false,"seq":40000001}]}"#.to_string());
+        messages.push(r#"{"topic":"orderbook.1.BTCUSDT","ts":1714000000000,"type":"snapshot","data":{"s":"BTCUSDT","b":[["29999.0","1.5"]],"a":[["30001.0","2.25"]],"u":5,"seq":900},"cts":1714000000000}"#.to_string());
+        messages.push(r#"{"topic":"orderbook.1.BTCUSDT","ts":1714000000100,"type":"delta","data":{"s":"BTCUSDT","b":[["29999.5","1.5"]],"a":[],"u":6,"seq":901},"cts":1714000000100}"#.to_string());
+        messages.push(r#"{"topic":"orderbook.200.BTCUSDT","type":"delta","ts":1714000000200,"data":{"s":"BTCUSDT","b":[],"a":[],"u":7},"cts":1714000000200}"#.to_string());
+        let data = messages.iter().filter(|m| is_data(m)).count() as u64;
+        let misses = [
+            r#"{"topic":"orderbook.50.BTCUSDT","ts":"1772694601512","type":"snapshot","data":{"s":"BTCUSDT","b":[["1.0","1"]],"a":[["2.0","1"]],"u":5,"seq":1}}"#,
+            r#"{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1,"data":[{"T":1,"s":"BTCUSDT","S":"Buy","v":"0","p":"1","L":"PlusTick","i":"x","BT":false}]}"#,
+            r#"{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1,"data":[{"T":1,"s":"BTCUSDT","S":"Buy","v":"1","p":"1","p":"2","i":"x"}]}"#,
+            r#"{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1,"data":[{"T":1,"s":"BTCUSDT","S":"buy","v":"1","p":"1","i":"7"}]}"#,
+            r#"{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":1,"data":{"s":"BTCUSDT","b":[["1.0","1","x"]],"a":[],"u":9999999},"cts":1}"#,
+            r#"{"topic":"orderbook.50.BTCUSDT","type":"partial","ts":1,"data":{"s":"BTCUSDT","b":[],"a":[],"u":1},"cts":1}"#,
+            r#"{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1,"data":[]}"#,
+        ];
+        messages.extend(misses.iter().map(|m| m.to_string()));
+        let hits = same_on_both_paths(market, &format!("{market:?}"), &messages);
+        assert_eq!(
+            hits, data,
+            "{market:?}: every data message in layout takes the fast path"
+        );
+        assert!(data > 1000);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn fast_path_mutated_messages_give_the_same_result_on_both_paths(
+        linear in any::<bool>(),
+        pick in 0usize..40,
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let market = if linear { Market::Linear } else { Market::Spot };
+        let messages = stream(market, 7);
+        // The snapshot, then a message to mutate (a delta or a trade).
+        let mut raw = messages[1 + pick].clone().into_bytes();
+        for (at, byte) in edits {
+            let k = at.index(raw.len());
+            raw[k] = byte;
+        }
+        let raw = String::from_utf8_lossy(&raw).into_owned();
+        let two = [messages[0].clone(), raw.clone()];
+        let (tape, _) = run_paths(market, &two, false);
+        let (fast, _) = run_paths(market, &two, true);
+        prop_assert_eq!(tape, fast, "input: {:?}", raw);
+    }
+}

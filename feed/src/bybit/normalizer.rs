@@ -25,7 +25,7 @@
 use simd_json::prelude::*;
 use simd_json::tape::Value;
 use tickwire_sdk::wire::{
-    Body, BookSnapshot, Frame, Level, Quote, Side, StatusCode, Trade, TradeId, Venue, flags,
+    Body, BookSnapshot, Frame, Level, Parsed, Quote, Side, StatusCode, Trade, TradeId, Venue, flags,
 };
 
 use super::book::{BookEvent, EventKind, Outcome, TopicBook};
@@ -33,6 +33,7 @@ use crate::clock::venue_time_to_ns;
 use crate::json::{
     Precision, TapeParser, decimal, fields, levels, req_array, req_decimal, req_str,
 };
+use crate::layout::Cursor;
 use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Stats};
 use crate::symbols::{SymbolIndex, SymbolTable};
 
@@ -97,7 +98,25 @@ pub struct BybitNormalizer {
     scratch: BookEvent,
     /// Resubscription requests sent, for their `req_id`.
     resyncs: u64,
+    /// Whether the exact-layout fast path is tried first.
+    fast_path: bool,
+    /// Messages the fast path handled.
+    fast_hits: u64,
 }
+
+/// One trade's fields, read by either path.
+#[derive(Debug, Clone, Copy)]
+struct TradeFields<'a> {
+    symbol: &'a str,
+    price: Parsed,
+    qty: Parsed,
+    side: Side,
+    id: &'a str,
+    time: u64,
+}
+
+/// Trades per `publicTrade` message the fast path reads (more go to the tape path).
+const FAST_TRADES: usize = 8;
 
 /// What a message is, from its first fields.
 enum Message<'a> {
@@ -144,6 +163,8 @@ impl BybitNormalizer {
             stats: Stats::default(),
             scratch: BookEvent::default(),
             resyncs: 0,
+            fast_path: true,
+            fast_hits: 0,
         };
         for s in symbols {
             n.intern(&s.to_ascii_uppercase());
@@ -159,6 +180,54 @@ impl BybitNormalizer {
     /// A linear normalizer (`Venue::BybitLinear`).
     pub fn linear(symbols: &[String]) -> BybitNormalizer {
         Self::new(Market::Linear, symbols)
+    }
+
+    /// Turns the exact-layout fast path on or off (on by default). Off, every message goes
+    /// through the general simd-json tape path; the output is the same either way.
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
+    }
+
+    /// Messages handled by the exact-layout fast path so far.
+    pub fn fast_hits(&self) -> u64 {
+        self.fast_hits
+    }
+
+    /// The exact-layout fast path for `orderbook.<depth>.<symbol>` (snapshot and delta) and
+    /// `publicTrade.<symbol>`, spot and linear layouts. Returns false, having changed nothing
+    /// but the scratch book event, when the message is not exactly such a message: the tape
+    /// path then handles it.
+    fn fast(&mut self, raw: &[u8], ts_recv: u64, out: &mut Output) -> bool {
+        let mut c = Cursor::new(raw);
+        if c.lit(b"{\"topic\":\"").is_none() {
+            return false;
+        }
+        let Some(topic) = c.str_body() else {
+            return false;
+        };
+        match Self::classify(Some(topic), false) {
+            Message::Book { depth } => {
+                let Some((symbol, precision)) = fast_book(&mut c, &mut self.scratch) else {
+                    return false;
+                };
+                self.scratch.ts_recv = ts_recv;
+                self.stats.count("orderbook");
+                let i = self.intern(symbol);
+                self.apply_book(topic, depth, i, precision, ts_recv, out);
+            }
+            Message::Trade => {
+                let mut trades = [None; FAST_TRADES];
+                let Some(n) = fast_trades(&mut c, &mut trades) else {
+                    return false;
+                };
+                self.stats.count("publicTrade");
+                for t in trades.into_iter().take(n).flatten() {
+                    self.emit_trade(t, ts_recv, out);
+                }
+            }
+            _ => return false,
+        }
+        true
     }
 
     /// The market.
@@ -237,30 +306,50 @@ impl BybitNormalizer {
                 });
             }
             let id = req_str(i, M, "i")?;
-            // Spot ids are digits; linear ids are UUIDs.
-            let trade_id = match id.parse::<u64>() {
-                Ok(n) if !id.starts_with('+') => TradeId::Num(n),
-                _ => TradeId::Text(id.to_string()),
-            };
             let time = time_field(time);
-            let k = self.intern(symbol);
-            let inst = self
-                .symbols
-                .announce(k, price.decimals, qty.decimals, ts_recv, out);
-            out.frames.push(Frame::new(
-                self.market.venue(),
-                inst,
-                venue_time_to_ns(time),
-                ts_recv,
-                Body::Trade(Trade {
-                    price: price.value,
-                    qty: qty.value,
-                    side,
-                    trade_id,
-                }),
-            ));
+            let f = TradeFields {
+                symbol,
+                price,
+                qty,
+                side,
+                id,
+                time,
+            };
+            self.emit_trade(f, ts_recv, out);
         }
         Ok(())
+    }
+
+    fn emit_trade(&mut self, f: TradeFields<'_>, ts_recv: u64, out: &mut Output) {
+        let TradeFields {
+            symbol,
+            price,
+            qty,
+            side,
+            id,
+            time,
+        } = f;
+        // Spot ids are digits; linear ids are UUIDs.
+        let trade_id = match id.parse::<u64>() {
+            Ok(n) if !id.starts_with('+') => TradeId::Num(n),
+            _ => TradeId::Text(id.to_string()),
+        };
+        let k = self.intern(symbol);
+        let inst = self
+            .symbols
+            .announce(k, price.decimals, qty.decimals, ts_recv, out);
+        out.frames.push(Frame::new(
+            self.market.venue(),
+            inst,
+            venue_time_to_ns(time),
+            ts_recv,
+            Body::Trade(Trade {
+                price: price.value,
+                qty: qty.value,
+                side,
+                trade_id,
+            }),
+        ));
     }
 
     fn on_tickers(
@@ -437,12 +526,27 @@ impl BybitNormalizer {
                 return Err(e);
             }
         };
+        self.apply_book(topic, depth, i, precision, ts_recv, out);
+        Ok(())
+    }
+
+    /// Applies the scratch event (read by either path) to the book of `i`.
+    fn apply_book(
+        &mut self,
+        topic: &str,
+        depth: u32,
+        i: SymbolIndex,
+        precision: Precision,
+        ts_recv: u64,
+        out: &mut Output,
+    ) {
+        let top = depth == 1;
         let st = &mut self.state[i];
         let slot = if top { &mut st.top } else { &mut st.book };
         let tb = slot.get_or_insert_with(|| TopicBook::new(topic, depth));
         if tb.depth != depth {
             self.stats.count("ignored:orderbook:second_depth");
-            return Ok(());
+            return;
         }
         let inst = self
             .symbols
@@ -522,7 +626,6 @@ impl BybitNormalizer {
                 self.report_break(i, top, detail, ts_recv, out);
             }
         }
-        Ok(())
     }
 
     /// A Quote from the `orderbook.1` book of `i`, unless it equals the last one.
@@ -656,6 +759,169 @@ impl BybitNormalizer {
     }
 }
 
+/// After the topic: `,"type":..,"ts":..` (either order), `,"data":{"s":..,"b":[..],"a":[..],"u":..[,"seq":..]}`
+/// then `,"cts":..` and the end, into `ev` (all but `ts_recv`): (symbol, precision).
+fn fast_book<'a>(c: &mut Cursor<'a>, ev: &mut BookEvent) -> Option<(&'a str, Precision)> {
+    let (mut kind, mut ts) = (None, None);
+    while kind.is_none() || ts.is_none() {
+        if kind.is_none() && c.opt_lit(b",\"type\":\"") {
+            kind = Some(if c.opt_lit(b"delta\"") {
+                EventKind::Delta
+            } else if c.opt_lit(b"snapshot\"") {
+                EventKind::Snapshot
+            } else {
+                return None;
+            });
+        } else if ts.is_none() && c.opt_lit(b",\"ts\":") {
+            ts = Some(c.u64()?);
+        } else {
+            return None;
+        }
+    }
+    let (Some(kind), Some(ts)) = (kind, ts) else {
+        return None;
+    };
+    ev.kind = kind;
+    c.lit(b",\"data\":{\"s\":")?;
+    let symbol = c.str()?;
+    let mut precision = Precision::default();
+    c.lit(b",\"b\":")?;
+    fast_levels(c, &mut ev.bids, &mut precision)?;
+    c.lit(b",\"a\":")?;
+    fast_levels(c, &mut ev.asks, &mut precision)?;
+    c.lit(b",\"u\":")?;
+    ev.u = c.u64()?;
+    ev.seq = if c.opt_lit(b",\"seq\":") {
+        Some(c.u64()?)
+    } else {
+        None
+    };
+    c.lit(b"}")?;
+    let cts = if c.opt_lit(b",\"cts\":") { c.u64()? } else { 0 };
+    c.lit(b"}")?;
+    c.end()?;
+    ev.ts_exchange = venue_time_to_ns(if cts != 0 { cts } else { ts });
+    Some((symbol, precision))
+}
+
+/// `[["price","size"], ...]` into `out` (cleared first), as [`Cursor::levels`] reads it, the
+/// decimals through [`Cursor::dec`].
+fn fast_levels(c: &mut Cursor<'_>, out: &mut Vec<Level>, precision: &mut Precision) -> Option<()> {
+    out.clear();
+    c.lit(b"[")?;
+    if c.opt_lit(b"]") {
+        return Some(());
+    }
+    loop {
+        c.lit(b"[")?;
+        let price = c.dec()?;
+        c.lit(b",")?;
+        let qty = c.dec()?;
+        c.lit(b"]")?;
+        if price.value <= 0 || qty.value < 0 {
+            return None; // the tape path says what is wrong
+        }
+        precision.see(&price, &qty);
+        out.push(Level {
+            price: price.value,
+            qty: qty.value,
+        });
+        if c.opt_lit(b"]") {
+            return Some(());
+        }
+        c.lit(b",")?;
+    }
+}
+
+/// After the topic: `,"type":"snapshot","ts":..` (either order), `,"data":[` trades `]}`.
+/// A trade is an object of `"key":value` pairs, the values strings, booleans or unsigned
+/// integers, with `T`, `s`, `S`, `v`, `p`, `i` each exactly once (spot and linear order them
+/// differently). At most [`FAST_TRADES`] trades, stored in `out`; returns how many.
+fn fast_trades<'a>(
+    c: &mut Cursor<'a>,
+    out: &mut [Option<TradeFields<'a>>; FAST_TRADES],
+) -> Option<usize> {
+    let (mut kind, mut ts) = (false, false);
+    loop {
+        if !kind && c.opt_lit(b",\"type\":\"snapshot\"") {
+            kind = true;
+        } else if !ts && c.opt_lit(b",\"ts\":") {
+            c.u64()?;
+            ts = true;
+        } else {
+            break;
+        }
+    }
+    c.lit(b",\"data\":[")?;
+    let mut n = 0;
+    loop {
+        if n == FAST_TRADES {
+            return None;
+        }
+        out[n] = Some(fast_trade(c)?);
+        n += 1;
+        if c.opt_lit(b"]}") {
+            break;
+        }
+        c.lit(b",")?;
+    }
+    c.end()?;
+    Some(n)
+}
+
+/// One `publicTrade` trade object (see [`fast_trades`]).
+fn fast_trade<'a>(c: &mut Cursor<'a>) -> Option<TradeFields<'a>> {
+    let (mut time, mut symbol, mut side, mut qty, mut price, mut id) =
+        (None, None, None, None, None, None);
+    c.lit(b"{")?;
+    loop {
+        c.lit(b"\"")?;
+        let key = c.str_body()?;
+        c.lit(b":")?;
+        match key {
+            "T" if time.is_none() => time = Some(c.u64()?),
+            "s" if symbol.is_none() => symbol = Some(c.str()?),
+            "S" if side.is_none() => {
+                side = Some(if c.opt_lit(b"\"Buy\"") {
+                    Side::Buy
+                } else if c.opt_lit(b"\"Sell\"") {
+                    Side::Sell
+                } else {
+                    return None;
+                })
+            }
+            "v" if qty.is_none() => qty = Some(c.dec()?),
+            "p" if price.is_none() => price = Some(c.dec()?),
+            "i" if id.is_none() => id = Some(c.str()?),
+            // Read twice: the tape path decides which counts.
+            "T" | "s" | "S" | "v" | "p" | "i" => return None,
+            _ => {
+                if c.peek(b"\"") {
+                    c.str()?;
+                } else if c.bool().is_none() {
+                    c.u64()?;
+                }
+            }
+        }
+        if c.opt_lit(b"}") {
+            break;
+        }
+        c.lit(b",")?;
+    }
+    let (price, qty): (Parsed, Parsed) = (price?, qty?);
+    if price.value <= 0 || qty.value <= 0 {
+        return None; // the tape path says what is wrong
+    }
+    Some(TradeFields {
+        symbol: symbol?,
+        price,
+        qty,
+        side: side?,
+        id: id?,
+        time: time?,
+    })
+}
+
 impl Normalizer for BybitNormalizer {
     fn venue(&self) -> Venue {
         self.market.venue()
@@ -674,11 +940,17 @@ impl Normalizer for BybitNormalizer {
     ) -> Result<(), NormalizeError> {
         self.stats.messages += 1;
         let before = out.frames.len();
-        let mut parser = self.parser.take().unwrap_or_default();
-        let result = parser
-            .with(raw, |root| self.dispatch(root, ts_recv, out))
-            .and_then(|r| r);
-        self.parser = Some(parser);
+        let result = if self.fast_path && self.fast(raw, ts_recv, out) {
+            self.fast_hits += 1;
+            Ok(())
+        } else {
+            let mut parser = self.parser.take().unwrap_or_default();
+            let result = parser
+                .with(raw, |root| self.dispatch(root, ts_recv, out))
+                .and_then(|r| r);
+            self.parser = Some(parser);
+            result
+        };
         self.stats.settle(before, out, &result);
         result
     }

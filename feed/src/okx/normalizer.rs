@@ -53,13 +53,14 @@ use std::collections::VecDeque;
 use simd_json::prelude::*;
 use simd_json::tape::{Array, Value};
 use tickwire_sdk::wire::{
-    Body, BookDelta, BookSide, BookSnapshot, Frame, Level, Quote, Side, StatusCode, Trade, TradeId,
-    Venue, flags,
+    Body, BookDelta, BookSide, BookSnapshot, Frame, Level, Parsed, Quote, Side, StatusCode, Trade,
+    TradeId, Venue, flags,
 };
 
 use super::book::{OkxBook, TextLevel};
 use crate::clock::venue_time_to_ns;
 use crate::json::{Precision, TapeParser, decimal, fields, req_str};
+use crate::layout::Cursor;
 use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Stats};
 use crate::symbols::{SymbolIndex, SymbolTable};
 
@@ -194,6 +195,22 @@ pub struct OkxNormalizer {
     text: Vec<u8>,
     /// When the resyncs of this connection were requested (the last hour's).
     resyncs: VecDeque<u64>,
+    /// Whether the exact-layout fast path is tried first.
+    fast_path: bool,
+    /// Messages the fast path handled.
+    fast_hits: u64,
+}
+
+/// One trade's fields, read by either path.
+struct TradeFields<'a> {
+    /// The id as sent, and as a number when it is one.
+    id_text: &'a str,
+    id: Option<u64>,
+    price: Parsed,
+    qty: Parsed,
+    side: Side,
+    ts: u64,
+    count: u64,
 }
 
 impl OkxNormalizer {
@@ -209,11 +226,69 @@ impl OkxNormalizer {
             msg: BookMsg::default(),
             text: Vec::with_capacity(2048),
             resyncs: VecDeque::new(),
+            fast_path: true,
+            fast_hits: 0,
         };
         for s in symbols {
             n.intern(&s.to_ascii_uppercase());
         }
         n
+    }
+
+    /// Turns the exact-layout fast path on or off (on by default). Off, every message goes
+    /// through the general simd-json tape path; the output is the same either way.
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
+    }
+
+    /// Messages handled by the exact-layout fast path so far.
+    pub fn fast_hits(&self) -> u64 {
+        self.fast_hits
+    }
+
+    /// The exact-layout fast path for the pushes of `books` (and `books-l2-tbt`,
+    /// `books50-l2-tbt`), `trades`, `trades-all` and `tickers`, one data element each, in the
+    /// venue's key order. Returns false, having changed nothing but the scratch book message,
+    /// when the message is not exactly such a push: the tape path then handles it.
+    fn fast(&mut self, raw: &[u8], ts_recv: u64, out: &mut Output) -> bool {
+        let mut c = Cursor::new(raw);
+        let Some((channel, symbol)) = fast_arg(&mut c) else {
+            return false;
+        };
+        match Channel::of(channel) {
+            Channel::Book(ch) => {
+                let Some(snapshot) = fast_books(&mut c, &mut self.msg) else {
+                    return false;
+                };
+                self.stats.count(ch.name());
+                let i = self.intern(symbol);
+                self.state[i].channel = ch;
+                if snapshot {
+                    self.apply_snapshot(i, ts_recv, out);
+                } else {
+                    self.apply_update(i, ts_recv, out);
+                }
+            }
+            Channel::Trades { all } => {
+                let Some(f) = fast_trade(&mut c) else {
+                    return false;
+                };
+                let m = if all { "trades-all" } else { "trades" };
+                self.stats.count(m);
+                let i = self.intern(symbol);
+                self.emit_trade(m, i, f, ts_recv, out);
+            }
+            Channel::Tickers => {
+                let Some((bid, bid_qty, ask, ask_qty, ts)) = fast_ticker(&mut c) else {
+                    return false;
+                };
+                self.stats.count("tickers");
+                let i = self.intern(symbol);
+                self.emit_quote(i, [bid, bid_qty, ask, ask_qty], ts, ts_recv, out);
+            }
+            _ => return false,
+        }
+        true
     }
 
     /// The live book of `symbol` (None unless synced), for tests and checks.
@@ -696,23 +771,35 @@ impl OkxNormalizer {
             let ask = opt_decimal(ap, M, "askPx")?;
             let ask_qty = opt_decimal(as_, M, "askSz")?;
             let ts = opt_ms(ts, M, "ts")?;
-            let inst =
-                self.symbols
-                    .announce(i, bid.1.max(ask.1), bid_qty.1.max(ask_qty.1), ts_recv, out);
-            out.frames.push(Frame::new(
-                Venue::Okx,
-                inst,
-                venue_time_to_ns(ts),
-                ts_recv,
-                Body::Quote(Quote {
-                    bid_px: bid.0,
-                    bid_qty: bid_qty.0,
-                    ask_px: ask.0,
-                    ask_qty: ask_qty.0,
-                }),
-            ));
+            self.emit_quote(i, [bid, bid_qty, ask, ask_qty], ts, ts_recv, out);
         }
         Ok(())
+    }
+
+    /// A ticker's quote: `[bid, bid size, ask, ask size]` as (value, decimals).
+    fn emit_quote(
+        &mut self,
+        i: SymbolIndex,
+        [bid, bid_qty, ask, ask_qty]: [(i64, u8); 4],
+        ts: u64,
+        ts_recv: u64,
+        out: &mut Output,
+    ) {
+        let inst =
+            self.symbols
+                .announce(i, bid.1.max(ask.1), bid_qty.1.max(ask_qty.1), ts_recv, out);
+        out.frames.push(Frame::new(
+            Venue::Okx,
+            inst,
+            venue_time_to_ns(ts),
+            ts_recv,
+            Body::Quote(Quote {
+                bid_px: bid.0,
+                bid_qty: bid_qty.0,
+                ask_px: ask.0,
+                ask_qty: ask_qty.0,
+            }),
+        ));
     }
 
     fn on_trades(
@@ -754,51 +841,252 @@ impl OkxNormalizer {
                         expected: "a string of a positive integer",
                     })?,
             };
-            let trade_id = match parse_u64(id_text) {
-                Some(id) => {
-                    let first = id.saturating_sub(count - 1);
-                    let last = &mut self.state[i].last_trade_id;
-                    match *last {
-                        Some(prev) if id <= prev => {
-                            // Already emitted (OKX repeats the latest trade on subscribe).
-                            self.stats.count("trades:duplicate");
-                            continue;
-                        }
-                        Some(prev) if first > prev.saturating_add(1) => {
-                            *last = Some(id);
-                            self.stats.gaps += 1;
-                            let detail = format!(
-                                "{m} ids {}..={} missing: those trades were not received",
-                                prev + 1,
-                                first - 1
-                            );
-                            self.symbols
-                                .status(i, StatusCode::Gap, detail, false, ts_recv, out);
-                        }
-                        _ => *last = Some(id),
-                    }
-                    TradeId::Num(id)
-                }
-                None => TradeId::Text(id_text.to_string()),
+            let f = TradeFields {
+                id_text,
+                id: parse_u64(id_text),
+                price,
+                qty,
+                side,
+                ts,
+                count,
             };
-            let inst = self
-                .symbols
-                .announce(i, price.decimals, qty.decimals, ts_recv, out);
-            out.frames.push(Frame::new(
-                Venue::Okx,
-                inst,
-                venue_time_to_ns(ts),
-                ts_recv,
-                Body::Trade(Trade {
-                    price: price.value,
-                    qty: qty.value,
-                    side,
-                    trade_id,
-                }),
-            ));
+            self.emit_trade(m, i, f, ts_recv, out);
         }
         Ok(())
     }
+
+    /// One trade: duplicates dropped, id gaps reported, then the frame.
+    fn emit_trade(
+        &mut self,
+        m: &'static str,
+        i: SymbolIndex,
+        f: TradeFields<'_>,
+        ts_recv: u64,
+        out: &mut Output,
+    ) {
+        let TradeFields {
+            id_text,
+            id,
+            price,
+            qty,
+            side,
+            ts,
+            count,
+        } = f;
+        let trade_id = match id {
+            Some(id) => {
+                let first = id.saturating_sub(count - 1);
+                let last = &mut self.state[i].last_trade_id;
+                match *last {
+                    Some(prev) if id <= prev => {
+                        // Already emitted (OKX repeats the latest trade on subscribe).
+                        self.stats.count("trades:duplicate");
+                        return;
+                    }
+                    Some(prev) if first > prev.saturating_add(1) => {
+                        *last = Some(id);
+                        self.stats.gaps += 1;
+                        let detail = format!(
+                            "{m} ids {}..={} missing: those trades were not received",
+                            prev + 1,
+                            first - 1
+                        );
+                        self.symbols
+                            .status(i, StatusCode::Gap, detail, false, ts_recv, out);
+                    }
+                    _ => *last = Some(id),
+                }
+                TradeId::Num(id)
+            }
+            None => TradeId::Text(id_text.to_string()),
+        };
+        let inst = self
+            .symbols
+            .announce(i, price.decimals, qty.decimals, ts_recv, out);
+        out.frames.push(Frame::new(
+            Venue::Okx,
+            inst,
+            venue_time_to_ns(ts),
+            ts_recv,
+            Body::Trade(Trade {
+                price: price.value,
+                qty: qty.value,
+                side,
+                trade_id,
+            }),
+        ));
+    }
+}
+
+/// `{"arg":{"channel":"<channel>","instId":"<instId>"},`: (channel, instId).
+fn fast_arg<'a>(c: &mut Cursor<'a>) -> Option<(&'a str, &'a str)> {
+    c.lit(b"{\"arg\":{\"channel\":\"")?;
+    let channel = c.str_body()?;
+    c.lit(b",\"instId\":\"")?;
+    let symbol = c.str_body()?;
+    c.lit(b"},")?;
+    Some((channel, symbol))
+}
+
+/// `"action":..,"data":[{"asks":[..],"bids":[..],"ts":"..","checksum":..[,"prevSeqId":..,"seqId":..]}]}`
+/// into `msg` (bids first, as the tape path reads them); true for a snapshot.
+fn fast_books(c: &mut Cursor<'_>, msg: &mut BookMsg) -> Option<bool> {
+    c.lit(b"\"action\":\"")?;
+    let snapshot = if c.opt_lit(b"update\"") {
+        false
+    } else if c.opt_lit(b"snapshot\"") {
+        true
+    } else {
+        return None;
+    };
+    msg.levels.clear();
+    msg.precision = Precision::default();
+    c.lit(b",\"data\":[{\"asks\":")?;
+    fast_text_levels(c, BookSide::Ask, msg)?;
+    let asks = msg.levels.len();
+    c.lit(b",\"bids\":")?;
+    fast_text_levels(c, BookSide::Bid, msg)?;
+    c.lit(b",\"ts\":")?;
+    msg.ts = c.quoted_u64()?;
+    c.lit(b",\"checksum\":")?;
+    msg.checksum = Some(c.i64()?);
+    if c.opt_lit(b",\"prevSeqId\":") {
+        msg.prev_seq = Some(c.i64()?);
+        c.lit(b",\"seqId\":")?;
+        msg.seq = Some(c.i64()?);
+    } else {
+        msg.prev_seq = None;
+        msg.seq = None;
+    }
+    c.lit(b"}]}")?;
+    c.end()?;
+    msg.levels.rotate_left(asks);
+    Some(snapshot)
+}
+
+/// `[["px","sz","0","orders"], ...]` (further elements strings) appended to `msg.levels`.
+fn fast_text_levels(c: &mut Cursor<'_>, side: BookSide, msg: &mut BookMsg) -> Option<()> {
+    c.lit(b"[")?;
+    if c.opt_lit(b"]") {
+        return Some(());
+    }
+    loop {
+        c.lit(b"[")?;
+        let (p, pt) = c.dec_text()?;
+        c.lit(b",")?;
+        let (q, qt) = c.dec_text()?;
+        while c.opt_lit(b",") {
+            c.str()?;
+        }
+        c.lit(b"]")?;
+        if p.value <= 0 || q.value < 0 {
+            return None; // the tape path says what is wrong
+        }
+        msg.precision.see(&p, &q);
+        msg.levels.push((side, TextLevel::new(p, q, pt, qt)));
+        if c.opt_lit(b"]") {
+            return Some(());
+        }
+        c.lit(b",")?;
+    }
+}
+
+/// `"data":[{"instId":..,"tradeId":"..","px":..,"sz":..,"side":..[,"source":..],"ts":".."
+/// [,"count":".."][,"source":..][,"seqId":..]}]}`.
+fn fast_trade<'a>(c: &mut Cursor<'a>) -> Option<TradeFields<'a>> {
+    c.lit(b"\"data\":[{\"instId\":")?;
+    c.str()?;
+    c.lit(b",\"tradeId\":\"")?;
+    let id_text = c.str_body()?;
+    let id = Cursor::new(id_text.as_bytes()).u64()?;
+    c.lit(b",\"px\":")?;
+    let price = c.dec()?;
+    c.lit(b",\"sz\":")?;
+    let qty = c.dec()?;
+    c.lit(b",\"side\":\"")?;
+    let side = if c.opt_lit(b"buy\"") {
+        Side::Buy
+    } else if c.opt_lit(b"sell\"") {
+        Side::Sell
+    } else {
+        return None;
+    };
+    let mut source = false;
+    if c.opt_lit(b",\"source\":") {
+        c.str()?;
+        source = true;
+    }
+    c.lit(b",\"ts\":")?;
+    let ts = c.quoted_u64()?;
+    let mut count = 1;
+    if c.opt_lit(b",\"count\":") {
+        count = c.quoted_u64().filter(|&n| n >= 1)?;
+    }
+    if !source && c.opt_lit(b",\"source\":") {
+        c.str()?;
+    }
+    if c.opt_lit(b",\"seqId\":") {
+        c.i64()?;
+    }
+    c.lit(b"}]}")?;
+    c.end()?;
+    Some(TradeFields {
+        id_text,
+        id: Some(id),
+        price,
+        qty,
+        side,
+        ts,
+        count,
+    })
+}
+
+/// A ticker decimal; `""` (no order on that side) is 0.
+fn fast_opt_dec(c: &mut Cursor<'_>) -> Option<(i64, u8)> {
+    if c.opt_lit(b"\"\"") {
+        return Some((0, 0));
+    }
+    let p = c.dec()?;
+    Some((p.value, p.decimals))
+}
+
+/// `"data":[{"instType":..,"instId":..,"last":..,"lastSz":..,"askPx":..,"askSz":..,
+/// "bidPx":..,"bidSz":..` then string fields the quote does not use, one of them `"ts"`, in
+/// any order, then `}]}`: (bid, bid size, ask, ask size, ts).
+#[allow(clippy::type_complexity)]
+fn fast_ticker(c: &mut Cursor<'_>) -> Option<((i64, u8), (i64, u8), (i64, u8), (i64, u8), u64)> {
+    c.lit(b"\"data\":[{\"instType\":")?;
+    c.str()?;
+    c.lit(b",\"instId\":")?;
+    c.str()?;
+    c.lit(b",\"last\":")?;
+    c.str()?;
+    c.lit(b",\"lastSz\":")?;
+    c.str()?;
+    c.lit(b",\"askPx\":")?;
+    let ask = fast_opt_dec(c)?;
+    c.lit(b",\"askSz\":")?;
+    let ask_qty = fast_opt_dec(c)?;
+    c.lit(b",\"bidPx\":")?;
+    let bid = fast_opt_dec(c)?;
+    c.lit(b",\"bidSz\":")?;
+    let bid_qty = fast_opt_dec(c)?;
+    let mut ts = None;
+    while c.opt_lit(b",\"") {
+        let key = c.str_body()?;
+        c.lit(b":")?;
+        match key {
+            "ts" if ts.is_none() => ts = Some(c.quoted_u64()?),
+            // A key the quote reads, twice: the tape path decides which counts.
+            "ts" | "askPx" | "askSz" | "bidPx" | "bidSz" => return None,
+            _ => {
+                c.str()?;
+            }
+        }
+    }
+    c.lit(b"}]}")?;
+    c.end()?;
+    Some((bid, bid_qty, ask, ask_qty, ts?))
 }
 
 /// An OKX subscribe/unsubscribe request for one channel of one instrument.
@@ -831,6 +1119,7 @@ fn text_levels(
         let l = level.as_array().ok_or_else(bad)?;
         let p = l.get(0).and_then(|x| x.into_string()).ok_or_else(bad)?;
         let q = l.get(1).and_then(|x| x.into_string()).ok_or_else(bad)?;
+        let (pt, qt) = (p.as_bytes(), q.as_bytes());
         let p = decimal(p, m, field)?;
         let q = decimal(q, m, field)?;
         if p.value <= 0 || q.value < 0 {
@@ -841,15 +1130,7 @@ fn text_levels(
             });
         }
         msg.precision.see(&p, &q);
-        msg.levels.push((
-            side,
-            TextLevel {
-                price: p.value,
-                qty: q.value,
-                price_decimals: p.decimals,
-                qty_decimals: q.decimals,
-            },
-        ));
+        msg.levels.push((side, TextLevel::new(p, q, pt, qt)));
     }
     Ok(())
 }
@@ -951,11 +1232,17 @@ impl Normalizer for OkxNormalizer {
             return Ok(());
         }
         let before = out.frames.len();
-        let mut parser = self.parser.take().unwrap_or_default();
-        let result = parser
-            .with(raw, |root| self.dispatch(root, ts_recv, out))
-            .and_then(|r| r);
-        self.parser = Some(parser);
+        let result = if self.fast_path && self.fast(raw, ts_recv, out) {
+            self.fast_hits += 1;
+            Ok(())
+        } else {
+            let mut parser = self.parser.take().unwrap_or_default();
+            let result = parser
+                .with(raw, |root| self.dispatch(root, ts_recv, out))
+                .and_then(|r| r);
+            self.parser = Some(parser);
+            result
+        };
         self.stats.settle(before, out, &result);
         result
     }
