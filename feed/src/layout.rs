@@ -318,6 +318,15 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// A text that is exactly an unsigned integer (digits only, no leading zero, below 2^64),
+/// like a venue's trade id sent as a string.
+#[inline]
+pub fn whole_u64(text: &[u8]) -> Option<u64> {
+    let mut c = Cursor::new(text);
+    let v = c.u64()?;
+    c.rest().is_empty().then_some(v)
+}
+
 /// Powers of ten up to 1e9.
 const POW10: [u64; 10] = [
     1,
@@ -503,5 +512,9 @@ mod tests {
         }
         assert!(Cursor::new(b" x").end().is_none());
         assert!(Cursor::new(b"  \n").end().is_some());
+        assert_eq!(whole_u64(b"749"), Some(749));
+        for bad in [&b"7,49"[..], b"7]", b"07", b"", b"7 "] {
+            assert_eq!(whole_u64(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 }

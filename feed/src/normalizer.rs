@@ -221,3 +221,81 @@ pub trait Normalizer: Send {
     /// Counters so far.
     fn stats(&self) -> &Stats;
 }
+
+/// The parsing state of a normalizer with an exact-layout fast path (see [`crate::layout`])
+/// in front of its simd-json tape path.
+#[derive(Default)]
+pub struct Paths {
+    /// `None` only while a call is using it (taken out so the normalizer can be borrowed).
+    parser: Option<crate::json::TapeParser>,
+    /// Try the fast path first (the default; tests switch it off to compare the paths).
+    fast_off: bool,
+    /// Messages the fast path handled.
+    fast_hits: u64,
+}
+
+impl Paths {
+    /// Turns the fast path on (the default) or off.
+    pub fn set_fast(&mut self, on: bool) {
+        self.fast_off = !on;
+    }
+
+    /// Messages the fast path handled so far.
+    pub fn fast_hits(&self) -> u64 {
+        self.fast_hits
+    }
+
+    /// The tape parser, taken out for a call that parses on its own (a REST body).
+    pub fn parser_take(&mut self) -> crate::json::TapeParser {
+        self.parser.take().unwrap_or_default()
+    }
+
+    /// Puts the parser back after [`Self::parser_take`].
+    pub fn parser_put(&mut self, parser: crate::json::TapeParser) {
+        self.parser = Some(parser);
+    }
+}
+
+/// A normalizer that reads a message with its fast path if it can, else through the tape.
+pub trait TwoPaths {
+    /// Handles `raw` if it has exactly a layout the fast path knows; false (having changed
+    /// nothing observable) otherwise.
+    fn fast_path(&mut self, raw: &[u8], ts_recv: u64, out: &mut Output) -> bool;
+
+    /// Handles the message parsed onto the tape (every message the fast path declined).
+    fn tape_path(
+        &mut self,
+        root: simd_json::tape::Value<'_, '_>,
+        ts_recv: u64,
+        out: &mut Output,
+    ) -> Result<(), NormalizeError>;
+
+    /// The parsing state.
+    fn paths(&mut self) -> &mut Paths;
+
+    /// The counters.
+    fn counters(&mut self) -> &mut Stats;
+
+    /// One message through the fast path or the tape, its frames and failure counted.
+    fn read_message(
+        &mut self,
+        raw: &[u8],
+        ts_recv: u64,
+        out: &mut Output,
+    ) -> Result<(), NormalizeError> {
+        let before = out.frames.len();
+        let result = if !self.paths().fast_off && self.fast_path(raw, ts_recv, out) {
+            self.paths().fast_hits += 1;
+            Ok(())
+        } else {
+            let mut parser = self.paths().parser.take().unwrap_or_default();
+            let result = parser
+                .with(raw, |root| self.tape_path(root, ts_recv, out))
+                .and_then(|r| r);
+            self.paths().parser = Some(parser);
+            result
+        };
+        self.counters().settle(before, out, &result);
+        result
+    }
+}

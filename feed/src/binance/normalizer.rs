@@ -14,11 +14,11 @@ use tickwire_sdk::wire::{
 use super::depth_sync::{DepthEvent, DepthSnapshot, DepthSync, Outcome, SyncRule};
 use crate::clock::venue_time_to_ns;
 use crate::json::{
-    Precision, TapeParser, array_field, fields, levels, opt_u64, req_array, req_bool, req_decimal,
-    req_str, req_u64, u64_field,
+    Precision, array_field, fields, levels, opt_u64, req_array, req_bool, req_decimal, req_str,
+    req_u64, u64_field,
 };
 use crate::layout::Cursor;
-use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Stats};
+use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Paths, Stats, TwoPaths};
 use crate::symbols::{SymbolIndex, SymbolTable};
 
 /// Per-symbol state beyond the symbol table.
@@ -51,15 +51,11 @@ pub struct BinanceNormalizer {
     rule: SyncRule,
     symbols: SymbolTable,
     state: Vec<SymbolState>,
-    /// `None` only while a call is using it (taken out so `self` can be borrowed mutably).
-    parser: Option<TapeParser>,
+    /// Fast path and tape parser.
+    paths: Paths,
     stats: Stats,
     /// Scratch event reused for every depth update.
     scratch: DepthEvent,
-    /// Try the exact-layout reader before the tape (on by default; see [`crate::layout`]).
-    fast_path: bool,
-    /// Messages the exact-layout reader handled.
-    fast_hits: u64,
 }
 
 /// A trade or aggTrade's fields, however they were read.
@@ -114,11 +110,9 @@ impl BinanceNormalizer {
             rule,
             symbols: SymbolTable::new(venue),
             state: Vec::new(),
-            parser: Some(TapeParser::new()),
+            paths: Paths::default(),
             stats: Stats::default(),
             scratch: DepthEvent::default(),
-            fast_path: true,
-            fast_hits: 0,
         };
         for s in symbols {
             n.intern(&s.to_ascii_uppercase());
@@ -129,12 +123,12 @@ impl BinanceNormalizer {
     /// Turns the exact-layout fast path on or off (on by default). Off, every message goes
     /// through the simd-json tape: the tests compare the two paths frame for frame.
     pub fn set_fast_path(&mut self, on: bool) {
-        self.fast_path = on;
+        self.paths.set_fast(on);
     }
 
     /// Messages handled by the exact-layout fast path so far.
     pub fn fast_hits(&self) -> u64 {
-        self.fast_hits
+        self.paths.fast_hits()
     }
 
     /// The book of `symbol` if it is synced (for tests and the engine's checks).
@@ -821,20 +815,7 @@ impl Normalizer for BinanceNormalizer {
         out: &mut Output,
     ) -> Result<(), NormalizeError> {
         self.stats.messages += 1;
-        let before = out.frames.len();
-        let result = if self.fast_path && self.fast(raw, ts_recv, out) {
-            self.fast_hits += 1;
-            Ok(())
-        } else {
-            let mut parser = self.parser.take().unwrap_or_default();
-            let result = parser
-                .with(raw, |root| self.dispatch(root, ts_recv, out))
-                .and_then(|r| r);
-            self.parser = Some(parser);
-            result
-        };
-        self.stats.settle(before, out, &result);
-        result
+        self.read_message(raw, ts_recv, out)
     }
 
     fn on_snapshot(
@@ -848,11 +829,11 @@ impl Normalizer for BinanceNormalizer {
         self.stats.count("snapshot");
         let before = out.frames.len();
         let i = self.intern(&symbol.to_ascii_uppercase());
-        let mut parser = self.parser.take().unwrap_or_default();
+        let mut parser = self.paths.parser_take();
         let parsed = parser
             .with(raw, |root| Self::parse_snapshot(&root))
             .and_then(|r| r);
-        self.parser = Some(parser);
+        self.paths.parser_put(parser);
         let result = match parsed {
             Ok((snap, precision)) => {
                 self.apply_snapshot(i, snap, precision, ts_recv, out);
@@ -898,5 +879,28 @@ impl Normalizer for BinanceNormalizer {
 
     fn stats(&self) -> &Stats {
         &self.stats
+    }
+}
+
+impl TwoPaths for BinanceNormalizer {
+    fn fast_path(&mut self, raw: &[u8], ts_recv: u64, out: &mut Output) -> bool {
+        self.fast(raw, ts_recv, out)
+    }
+
+    fn tape_path(
+        &mut self,
+        root: simd_json::tape::Value<'_, '_>,
+        ts_recv: u64,
+        out: &mut Output,
+    ) -> Result<(), NormalizeError> {
+        self.dispatch(root, ts_recv, out)
+    }
+
+    fn paths(&mut self) -> &mut Paths {
+        &mut self.paths
+    }
+
+    fn counters(&mut self) -> &mut Stats {
+        &mut self.stats
     }
 }

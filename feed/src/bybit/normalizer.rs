@@ -30,11 +30,9 @@ use tickwire_sdk::wire::{
 
 use super::book::{BookEvent, EventKind, Outcome, TopicBook};
 use crate::clock::venue_time_to_ns;
-use crate::json::{
-    Precision, TapeParser, decimal, fields, levels, req_array, req_decimal, req_str,
-};
+use crate::json::{Precision, decimal, fields, levels, req_array, req_decimal, req_str};
 use crate::layout::Cursor;
-use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Stats};
+use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Paths, Stats, TwoPaths};
 use crate::symbols::{SymbolIndex, SymbolTable};
 
 /// Which Bybit v5 public market a connection carries.
@@ -91,17 +89,13 @@ pub struct BybitNormalizer {
     market: Market,
     symbols: SymbolTable,
     state: Vec<SymbolState>,
-    /// `None` only while a call is using it.
-    parser: Option<TapeParser>,
+    /// Fast path and tape parser.
+    paths: Paths,
     stats: Stats,
     /// Scratch event reused for every orderbook message.
     scratch: BookEvent,
     /// Resubscription requests sent, for their `req_id`.
     resyncs: u64,
-    /// Whether the exact-layout fast path is tried first.
-    fast_path: bool,
-    /// Messages the fast path handled.
-    fast_hits: u64,
 }
 
 /// One trade's fields, read by either path.
@@ -159,12 +153,10 @@ impl BybitNormalizer {
             market,
             symbols: SymbolTable::new(market.venue()),
             state: Vec::new(),
-            parser: Some(TapeParser::new()),
+            paths: Paths::default(),
             stats: Stats::default(),
             scratch: BookEvent::default(),
             resyncs: 0,
-            fast_path: true,
-            fast_hits: 0,
         };
         for s in symbols {
             n.intern(&s.to_ascii_uppercase());
@@ -185,12 +177,12 @@ impl BybitNormalizer {
     /// Turns the exact-layout fast path on or off (on by default). Off, every message goes
     /// through the general simd-json tape path; the output is the same either way.
     pub fn set_fast_path(&mut self, on: bool) {
-        self.fast_path = on;
+        self.paths.set_fast(on);
     }
 
     /// Messages handled by the exact-layout fast path so far.
     pub fn fast_hits(&self) -> u64 {
-        self.fast_hits
+        self.paths.fast_hits()
     }
 
     /// The exact-layout fast path for `orderbook.<depth>.<symbol>` (snapshot and delta) and
@@ -939,20 +931,7 @@ impl Normalizer for BybitNormalizer {
         out: &mut Output,
     ) -> Result<(), NormalizeError> {
         self.stats.messages += 1;
-        let before = out.frames.len();
-        let result = if self.fast_path && self.fast(raw, ts_recv, out) {
-            self.fast_hits += 1;
-            Ok(())
-        } else {
-            let mut parser = self.parser.take().unwrap_or_default();
-            let result = parser
-                .with(raw, |root| self.dispatch(root, ts_recv, out))
-                .and_then(|r| r);
-            self.parser = Some(parser);
-            result
-        };
-        self.stats.settle(before, out, &result);
-        result
+        self.read_message(raw, ts_recv, out)
     }
 
     fn on_snapshot(
@@ -995,5 +974,28 @@ impl Normalizer for BybitNormalizer {
 
     fn stats(&self) -> &Stats {
         &self.stats
+    }
+}
+
+impl TwoPaths for BybitNormalizer {
+    fn fast_path(&mut self, raw: &[u8], ts_recv: u64, out: &mut Output) -> bool {
+        self.fast(raw, ts_recv, out)
+    }
+
+    fn tape_path(
+        &mut self,
+        root: simd_json::tape::Value<'_, '_>,
+        ts_recv: u64,
+        out: &mut Output,
+    ) -> Result<(), NormalizeError> {
+        self.dispatch(root, ts_recv, out)
+    }
+
+    fn paths(&mut self) -> &mut Paths {
+        &mut self.paths
+    }
+
+    fn counters(&mut self) -> &mut Stats {
+        &mut self.stats
     }
 }

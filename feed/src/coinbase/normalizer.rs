@@ -29,11 +29,9 @@ use tickwire_sdk::wire::{
 };
 
 use super::common::{self, BookState, ProductBook, json_product, parse_time_ns};
-use crate::json::{
-    Precision, TapeParser, decimal, fields, levels, req_array, req_decimal, req_str, req_u64,
-};
+use crate::json::{Precision, decimal, fields, levels, req_array, req_decimal, req_str, req_u64};
 use crate::layout::Cursor;
-use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Stats};
+use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Paths, Stats, TwoPaths};
 use crate::symbols::{SymbolIndex, SymbolTable};
 
 /// Per-product state beyond the symbol table.
@@ -51,8 +49,8 @@ struct ProductState {
 pub struct CoinbaseNormalizer {
     symbols: SymbolTable,
     state: Vec<ProductState>,
-    /// `None` only while a call is using it.
-    parser: Option<TapeParser>,
+    /// Fast path and tape parser.
+    paths: Paths,
     stats: Stats,
     /// The book channel subscribed (`level2` or `level2_batch`), for resubscriptions.
     book_channel: String,
@@ -61,10 +59,6 @@ pub struct CoinbaseNormalizer {
     /// Scratch for a snapshot's levels.
     bids: Vec<Level>,
     asks: Vec<Level>,
-    /// Try the exact-layout reader before the tape (on by default; see [`crate::layout`]).
-    fast_path: bool,
-    /// Messages the exact-layout reader handled.
-    fast_hits: u64,
 }
 
 /// A match or last_match's fields, however they were read.
@@ -119,14 +113,12 @@ impl CoinbaseNormalizer {
         let mut n = CoinbaseNormalizer {
             symbols: SymbolTable::new(Venue::Coinbase),
             state: Vec::new(),
-            parser: Some(TapeParser::new()),
+            paths: Paths::default(),
             stats: Stats::default(),
             book_channel: book_channel.to_string(),
             changes: Vec::new(),
             bids: Vec::new(),
             asks: Vec::new(),
-            fast_path: true,
-            fast_hits: 0,
         };
         for s in symbols {
             n.intern(&s.to_ascii_uppercase());
@@ -137,12 +129,12 @@ impl CoinbaseNormalizer {
     /// Turns the exact-layout fast path on or off (on by default). Off, every message goes
     /// through the simd-json tape: the tests compare the two paths frame for frame.
     pub fn set_fast_path(&mut self, on: bool) {
-        self.fast_path = on;
+        self.paths.set_fast(on);
     }
 
     /// Messages handled by the exact-layout fast path so far.
     pub fn fast_hits(&self) -> u64 {
-        self.fast_hits
+        self.paths.fast_hits()
     }
 
     /// The book of `product` if it is live (for tests and the engine's checks).
@@ -874,20 +866,7 @@ impl Normalizer for CoinbaseNormalizer {
         out: &mut Output,
     ) -> Result<(), NormalizeError> {
         self.stats.messages += 1;
-        let before = out.frames.len();
-        let result = if self.fast_path && self.fast(raw, ts_recv, out) {
-            self.fast_hits += 1;
-            Ok(())
-        } else {
-            let mut parser = self.parser.take().unwrap_or_default();
-            let result = parser
-                .with(raw, |root| self.dispatch(root, ts_recv, out))
-                .and_then(|r| r);
-            self.parser = Some(parser);
-            result
-        };
-        self.stats.settle(before, out, &result);
-        result
+        self.read_message(raw, ts_recv, out)
     }
 
     fn on_snapshot(
@@ -932,5 +911,28 @@ impl Normalizer for CoinbaseNormalizer {
 
     fn stats(&self) -> &Stats {
         &self.stats
+    }
+}
+
+impl TwoPaths for CoinbaseNormalizer {
+    fn fast_path(&mut self, raw: &[u8], ts_recv: u64, out: &mut Output) -> bool {
+        self.fast(raw, ts_recv, out)
+    }
+
+    fn tape_path(
+        &mut self,
+        root: simd_json::tape::Value<'_, '_>,
+        ts_recv: u64,
+        out: &mut Output,
+    ) -> Result<(), NormalizeError> {
+        self.dispatch(root, ts_recv, out)
+    }
+
+    fn paths(&mut self) -> &mut Paths {
+        &mut self.paths
+    }
+
+    fn counters(&mut self) -> &mut Stats {
+        &mut self.stats
     }
 }

@@ -33,16 +33,17 @@ use tickwire_sdk::wire::{
 use crate::coinbase::common::{BookState, ProductBook, json_product};
 use crate::coinbase::common::{fast_time, parse_time_ns};
 use crate::coinbase::normalizer::{opt_decimal, opt_time};
-use crate::json::{Precision, TapeParser, decimal, fields, req_array, req_decimal, req_str};
+use crate::json::{Precision, decimal, fields, req_array, req_decimal, req_str};
 use crate::layout::Cursor;
-use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Stats};
+use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Paths, Stats, TwoPaths};
 use crate::symbols::{SymbolIndex, SymbolTable};
 
 /// The Coinbase Advanced Trade normalizer with its books. One per upstream connection.
 pub struct CoinbaseAdvancedNormalizer {
     symbols: SymbolTable,
     books: Vec<Option<ProductBook>>,
-    parser: Option<TapeParser>,
+    /// Fast path and tape parser.
+    paths: Paths,
     stats: Stats,
     /// Last `sequence_num` seen on this connection.
     last_seq: Option<u64>,
@@ -52,10 +53,6 @@ pub struct CoinbaseAdvancedNormalizer {
     asks: Vec<Level>,
     /// Scratch for the fast path's trades (text as offsets into the message).
     fast_trades: Vec<FastTrade>,
-    /// Try the exact-layout reader before the tape (on by default; see [`crate::layout`]).
-    fast_path: bool,
-    /// Messages the exact-layout reader handled.
-    fast_hits: u64,
 }
 
 /// A market trade's fields, however they were read (`&str`s into the message).
@@ -101,15 +98,13 @@ impl CoinbaseAdvancedNormalizer {
         let mut n = CoinbaseAdvancedNormalizer {
             symbols: SymbolTable::new(Venue::CoinbaseAdvanced),
             books: Vec::new(),
-            parser: Some(TapeParser::new()),
+            paths: Paths::default(),
             stats: Stats::default(),
             last_seq: None,
             changes: Vec::new(),
             bids: Vec::new(),
             asks: Vec::new(),
             fast_trades: Vec::new(),
-            fast_path: true,
-            fast_hits: 0,
         };
         for s in symbols {
             n.intern(&s.to_ascii_uppercase());
@@ -120,12 +115,12 @@ impl CoinbaseAdvancedNormalizer {
     /// Turns the exact-layout fast path on or off (on by default). Off, every message goes
     /// through the simd-json tape: the tests compare the two paths frame for frame.
     pub fn set_fast_path(&mut self, on: bool) {
-        self.fast_path = on;
+        self.paths.set_fast(on);
     }
 
     /// Messages handled by the exact-layout fast path so far.
     pub fn fast_hits(&self) -> u64 {
-        self.fast_hits
+        self.paths.fast_hits()
     }
 
     /// The book of `product` if it is live.
@@ -855,20 +850,7 @@ impl Normalizer for CoinbaseAdvancedNormalizer {
         out: &mut Output,
     ) -> Result<(), NormalizeError> {
         self.stats.messages += 1;
-        let before = out.frames.len();
-        let result = if self.fast_path && self.fast(raw, ts_recv, out) {
-            self.fast_hits += 1;
-            Ok(())
-        } else {
-            let mut parser = self.parser.take().unwrap_or_default();
-            let result = parser
-                .with(raw, |root| self.dispatch(root, ts_recv, out))
-                .and_then(|r| r);
-            self.parser = Some(parser);
-            result
-        };
-        self.stats.settle(before, out, &result);
-        result
+        self.read_message(raw, ts_recv, out)
     }
 
     fn on_snapshot(
@@ -914,5 +896,28 @@ impl Normalizer for CoinbaseAdvancedNormalizer {
 
     fn stats(&self) -> &Stats {
         &self.stats
+    }
+}
+
+impl TwoPaths for CoinbaseAdvancedNormalizer {
+    fn fast_path(&mut self, raw: &[u8], ts_recv: u64, out: &mut Output) -> bool {
+        self.fast(raw, ts_recv, out)
+    }
+
+    fn tape_path(
+        &mut self,
+        root: simd_json::tape::Value<'_, '_>,
+        ts_recv: u64,
+        out: &mut Output,
+    ) -> Result<(), NormalizeError> {
+        self.dispatch(root, ts_recv, out)
+    }
+
+    fn paths(&mut self) -> &mut Paths {
+        &mut self.paths
+    }
+
+    fn counters(&mut self) -> &mut Stats {
+        &mut self.stats
     }
 }

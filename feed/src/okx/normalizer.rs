@@ -59,9 +59,9 @@ use tickwire_sdk::wire::{
 
 use super::book::{OkxBook, TextLevel};
 use crate::clock::venue_time_to_ns;
-use crate::json::{Precision, TapeParser, decimal, fields, req_str};
+use crate::json::{Precision, decimal, fields, req_str};
 use crate::layout::Cursor;
-use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Stats};
+use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Paths, Stats, TwoPaths};
 use crate::symbols::{SymbolIndex, SymbolTable};
 
 /// Resyncs allowed per connection per hour before the normalizer asks for a new connection
@@ -186,8 +186,8 @@ impl<'a> Channel<'a> {
 pub struct OkxNormalizer {
     symbols: SymbolTable,
     state: Vec<InstState>,
-    /// `None` only while a call is using it.
-    parser: Option<TapeParser>,
+    /// Fast path and tape parser.
+    paths: Paths,
     stats: Stats,
     /// Scratch book message reused for every push.
     msg: BookMsg,
@@ -195,10 +195,6 @@ pub struct OkxNormalizer {
     text: Vec<u8>,
     /// When the resyncs of this connection were requested (the last hour's).
     resyncs: VecDeque<u64>,
-    /// Whether the exact-layout fast path is tried first.
-    fast_path: bool,
-    /// Messages the fast path handled.
-    fast_hits: u64,
 }
 
 /// One trade's fields, read by either path.
@@ -221,13 +217,11 @@ impl OkxNormalizer {
         let mut n = OkxNormalizer {
             symbols: SymbolTable::new(Venue::Okx),
             state: Vec::new(),
-            parser: Some(TapeParser::new()),
+            paths: Paths::default(),
             stats: Stats::default(),
             msg: BookMsg::default(),
             text: Vec::with_capacity(2048),
             resyncs: VecDeque::new(),
-            fast_path: true,
-            fast_hits: 0,
         };
         for s in symbols {
             n.intern(&s.to_ascii_uppercase());
@@ -238,12 +232,12 @@ impl OkxNormalizer {
     /// Turns the exact-layout fast path on or off (on by default). Off, every message goes
     /// through the general simd-json tape path; the output is the same either way.
     pub fn set_fast_path(&mut self, on: bool) {
-        self.fast_path = on;
+        self.paths.set_fast(on);
     }
 
     /// Messages handled by the exact-layout fast path so far.
     pub fn fast_hits(&self) -> u64 {
-        self.fast_hits
+        self.paths.fast_hits()
     }
 
     /// The exact-layout fast path for the pushes of `books` (and `books-l2-tbt`,
@@ -998,7 +992,7 @@ fn fast_trade<'a>(c: &mut Cursor<'a>) -> Option<TradeFields<'a>> {
     c.str()?;
     c.lit(b",\"tradeId\":\"")?;
     let id_text = c.str_body()?;
-    let id = Cursor::new(id_text.as_bytes()).u64()?;
+    let id = crate::layout::whole_u64(id_text.as_bytes())?;
     c.lit(b",\"px\":")?;
     let price = c.dec()?;
     c.lit(b",\"sz\":")?;
@@ -1231,20 +1225,7 @@ impl Normalizer for OkxNormalizer {
             self.stats.count("pong");
             return Ok(());
         }
-        let before = out.frames.len();
-        let result = if self.fast_path && self.fast(raw, ts_recv, out) {
-            self.fast_hits += 1;
-            Ok(())
-        } else {
-            let mut parser = self.parser.take().unwrap_or_default();
-            let result = parser
-                .with(raw, |root| self.dispatch(root, ts_recv, out))
-                .and_then(|r| r);
-            self.parser = Some(parser);
-            result
-        };
-        self.stats.settle(before, out, &result);
-        result
+        self.read_message(raw, ts_recv, out)
     }
 
     fn on_snapshot(
@@ -1293,5 +1274,28 @@ impl Normalizer for OkxNormalizer {
 
     fn stats(&self) -> &Stats {
         &self.stats
+    }
+}
+
+impl TwoPaths for OkxNormalizer {
+    fn fast_path(&mut self, raw: &[u8], ts_recv: u64, out: &mut Output) -> bool {
+        self.fast(raw, ts_recv, out)
+    }
+
+    fn tape_path(
+        &mut self,
+        root: simd_json::tape::Value<'_, '_>,
+        ts_recv: u64,
+        out: &mut Output,
+    ) -> Result<(), NormalizeError> {
+        self.dispatch(root, ts_recv, out)
+    }
+
+    fn paths(&mut self) -> &mut Paths {
+        &mut self.paths
+    }
+
+    fn counters(&mut self) -> &mut Stats {
+        &mut self.stats
     }
 }
