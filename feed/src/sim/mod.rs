@@ -399,13 +399,18 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
         .iter()
         .map(|(_, s)| s.symbol.clone())
         .collect();
+    let ws_path = match &shared.dialect {
+        Some(d) => d.paths().first().copied().unwrap_or("/"),
+        None => "/stream",
+    };
     info!(
         %addr,
+        venue = %config.venue,
         symbols = %symbols.join(","),
         speed = config.speed,
         looping = config.looping,
         paused = config.paused,
-        "simulator: listening (ws://{addr}/stream, http://{addr}/api/v3/depth)"
+        "simulator: listening (ws://{addr}{ws_path}, http://{addr}/api/v3/depth)"
     );
     Ok(SimHandle {
         addr,
