@@ -177,6 +177,15 @@ impl Stats {
         }
     }
 
+    /// Refuses a REST book snapshot for a venue whose books sync over the WebSocket: counts
+    /// the call as an `error:snapshot` and says `how` the venue's books sync instead.
+    pub fn refuse_snapshot(&mut self, symbol: &str, how: &str) -> Result<(), NormalizeError> {
+        self.messages += 1;
+        self.errors += 1;
+        self.count("error:snapshot");
+        Err(NormalizeError::Snapshot(format!("{symbol}: {how}")))
+    }
+
     /// Every counter, sorted by key.
     pub fn by_kind(&self) -> Vec<(&str, u64)> {
         let mut v: Vec<(&str, u64)> = self.counts.iter().map(|(k, n)| (k.as_str(), *n)).collect();

@@ -876,12 +876,10 @@ impl Normalizer for CoinbaseNormalizer {
         _ts_recv: u64,
         _out: &mut Output,
     ) -> Result<(), NormalizeError> {
-        self.stats.messages += 1;
-        self.stats.errors += 1;
-        self.stats.count("error:snapshot");
-        Err(NormalizeError::Snapshot(format!(
-            "{symbol}: Coinbase books sync from the level2 snapshot on the WebSocket, never from REST"
-        )))
+        self.stats.refuse_snapshot(
+            symbol,
+            "Coinbase books sync from the level2 snapshot on the WebSocket, never from REST",
+        )
     }
 
     fn on_stale(&mut self, ts: u64, detail: &str, out: &mut Output) {

@@ -1365,12 +1365,10 @@ impl Normalizer for KrakenNormalizer {
         _ts_recv: u64,
         _out: &mut Output,
     ) -> Result<(), NormalizeError> {
-        self.stats.messages += 1;
-        self.stats.errors += 1;
-        self.stats.count("error:snapshot");
-        Err(NormalizeError::Snapshot(format!(
-            "{symbol}: Kraken books come whole over the WebSocket; no REST snapshot is used"
-        )))
+        self.stats.refuse_snapshot(
+            symbol,
+            "Kraken books come whole over the WebSocket; no REST snapshot is used",
+        )
     }
 
     fn on_stale(&mut self, ts: u64, detail: &str, out: &mut Output) {

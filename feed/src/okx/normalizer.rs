@@ -1237,12 +1237,10 @@ impl Normalizer for OkxNormalizer {
     ) -> Result<(), NormalizeError> {
         // OKX books are synced over the WebSocket (a snapshot follows every subscribe); no
         // REST snapshot is ever requested.
-        self.stats.messages += 1;
-        self.stats.errors += 1;
-        self.stats.count("error:snapshot");
-        Err(NormalizeError::Snapshot(format!(
-            "{symbol}: OKX books sync from the WebSocket snapshot; REST snapshots are not used"
-        )))
+        self.stats.refuse_snapshot(
+            symbol,
+            "OKX books sync from the WebSocket snapshot; REST snapshots are not used",
+        )
     }
 
     fn on_stale(&mut self, ts: u64, detail: &str, out: &mut Output) {
