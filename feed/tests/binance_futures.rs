@@ -57,6 +57,7 @@ async fn futures_dialect_driver_and_pu_rule_rebuild_the_venue_book() {
         looping: false,
         paused: true,
         venue: Venue::BinanceFutures,
+        pacing: sim::Pacing::Timer,
         ..SimConfig::demo()
     })
     .await

@@ -59,6 +59,7 @@ fn config() -> SimConfig {
         looping: false,
         paused: true,
         venue: Venue::Kraken,
+        pacing: sim::Pacing::Timer,
         ..SimConfig::demo()
     }
 }

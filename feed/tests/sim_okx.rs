@@ -53,6 +53,7 @@ async fn okx_dialect_driver_and_normalizer_rebuild_the_simulator_books() {
         paused: true,
         looping: false,
         venue: Venue::Okx,
+        pacing: sim::Pacing::Timer,
         ..SimConfig::demo()
     })
     .await

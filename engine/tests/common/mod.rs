@@ -32,6 +32,7 @@ pub async fn capture_sim() -> SimHandle {
         paused: true,
         ping_interval: Duration::from_secs(20),
         venue: tickwire_sdk::wire::Venue::Binance,
+        pacing: sim::Pacing::Timer,
     })
     .await
     .expect("simulator starts")

@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     pub closed_rate: AtomicU64,
     /// The venue dialect spoken on its own paths, if not Binance's.
     pub dialect: Option<Arc<dyn Dialect>>,
+    /// Replay lateness per item, ns after its scheduled time (see `SimHandle::lateness`).
+    pub lateness: Mutex<hdrhistogram::Histogram<u64>>,
 }
 
 /// Locks a mutex, recovering the data if a holder panicked (never expected).
