@@ -27,6 +27,9 @@ pub use backoff::Backoff;
 pub use sink::{FrameSink, PushError};
 use snapshot::{SnapshotFetcher, SnapshotReply};
 
+/// Bytes per socket read of the venue connection (see `Driver::session`).
+const READ_BUFFER: usize = 16 << 10;
+
 /// Timing and limits of a driver.
 #[derive(Debug, Clone)]
 pub struct DriverConfig {
@@ -175,6 +178,9 @@ impl Driver {
         let mut ws_config = WebSocketConfig::default();
         ws_config.max_message_size = Some(self.config.max_message_size);
         ws_config.max_frame_size = Some(self.config.max_message_size);
+        // tungstenite zero-fills `read_buffer_size` bytes before every socket read (128 KiB by
+        // default: ~4 us per read). Larger messages still arrive whole, over several reads.
+        ws_config.read_buffer_size = READ_BUFFER;
         let connect = tokio_tungstenite::connect_async_with_config(&url, Some(ws_config), true);
         let ws = tokio::select! {
             r = tokio::time::timeout(self.config.connect_timeout, connect) => match r {
