@@ -11,7 +11,9 @@
 //! - [`registry`]: the instruments this server serves.
 //! - [`gateway`]: the WebSocket server and per-client sessions.
 //! - [`server`]: assembles all of it from a configuration.
+//! - [`bench`]: the end-to-end latency harness (`tickwire bench`).
 
+pub mod bench;
 pub mod cli;
 pub mod gateway;
 pub mod ingest;

@@ -28,6 +28,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Measure latency end to end and per hop: simulator (open-loop schedule) -> server ->
+    /// N clients on loopback, tickwire beside a naive tokio-tungstenite server. Writes a
+    /// report (JSON, .hgrm, SVG) to --out.
+    Bench(tickwire_engine::bench::BenchArgs),
     /// Run the built-in exchange simulator, the server and a console client together:
     /// live normalized data and latency within seconds, offline.
     Demo {
@@ -255,6 +259,11 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             })
+        }
+        Command::Bench(args) => {
+            init_logs("warn");
+            drop(runtime);
+            tickwire_engine::bench::main(args).map(|_| ())
         }
         Command::Demo { duration, speed } => {
             init_logs("warn");

@@ -45,6 +45,7 @@ use benches::synth::{Producer, Synth};
 use clap::{Parser, ValueEnum};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
+use tickwire_engine::bench::naive::{self, NaiveStats};
 use tickwire_engine::gateway::{self, GatewayConfig, GatewayStats};
 use tickwire_engine::ingest::IngestRing;
 use tickwire_engine::registry::Registry;
@@ -346,15 +347,6 @@ fn start_tickwire(rt: &Runtime, args: &Args) -> anyhow::Result<TickwireServer> {
     })
 }
 
-#[derive(Default)]
-struct NaiveStats {
-    active: AtomicU64,
-    /// Frames skipped by receivers that fell a whole channel behind.
-    lagged_frames: AtomicU64,
-    /// Times a receiver was told it lagged.
-    lagged_events: AtomicU64,
-}
-
 struct NaiveServer {
     addr: SocketAddr,
     source: Arc<SourceCtl>,
@@ -370,7 +362,7 @@ fn start_naive(rt: &Runtime, args: &Args) -> anyhow::Result<NaiveServer> {
     let addr = listener.local_addr()?;
     let stats = Arc::new(NaiveStats::default());
     let (stop, stop_rx) = watch::channel(false);
-    rt.spawn(naive_accept(listener, tx.clone(), stats.clone(), stop_rx));
+    rt.spawn(naive::serve(listener, tx.clone(), stats.clone(), stop_rx));
     let source = Arc::new(SourceCtl::default());
     let mut producer = Producer::new(Synth::new(args.instruments));
     spawn_source("src-naive", source.clone(), move |_| {
@@ -383,64 +375,6 @@ fn start_naive(rt: &Runtime, args: &Args) -> anyhow::Result<NaiveServer> {
         stats,
         stop,
     })
-}
-
-async fn naive_accept(
-    listener: TcpListener,
-    tx: broadcast::Sender<Bytes>,
-    stats: Arc<NaiveStats>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
-        };
-        let _ = stream.set_nodelay(true);
-        // Subscribed at accept: the client gets every frame sent after it connected.
-        let rx = tx.subscribe();
-        tokio::spawn(naive_session(stream, rx, stats.clone(), stop.clone()));
-    }
-}
-
-async fn naive_session(
-    stream: TcpStream,
-    mut rx: broadcast::Receiver<Bytes>,
-    stats: Arc<NaiveStats>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
-        return;
-    };
-    stats.active.fetch_add(1, Ordering::AcqRel);
-    let (mut sink, mut incoming) = ws.split();
-    // Drain whatever the client sends (nothing, then its close), so a gone client is noticed.
-    let reader = tokio::spawn(async move { while let Some(Ok(_)) = incoming.next().await {} });
-    loop {
-        tokio::select! {
-            r = rx.recv() => match r {
-                Ok(bytes) => {
-                    if sink.send(Message::Binary(bytes)).await.is_err() {
-                        break;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    stats.lagged_frames.fetch_add(n, Ordering::Relaxed);
-                    stats.lagged_events.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(broadcast::error::RecvError::Closed) => break,
-            },
-            _ = stop.changed() => break,
-        }
-    }
-    reader.abort();
-    stats.active.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// Either server, as the benchmark drives it.

@@ -1,0 +1,339 @@
+//! The harness's results: one [`Run`] per (peer, rate), the JSON report, the terminal table,
+//! and HdrHistogram percentile-distribution (`.hgrm`) files.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::hops::{Hop, Hops, Percentiles};
+
+/// One peer at one offered rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    /// `tickwire` or `naive`.
+    pub peer: String,
+    /// Market actions per second asked of the simulator.
+    pub rate: f64,
+    /// Seconds measured (after the warm-up).
+    pub seconds: f64,
+    /// Venue messages the feed read per second.
+    pub ticks_in_per_s: f64,
+    /// Frames published per second (into the ring, or the broadcast channel).
+    pub frames_published_per_s: f64,
+    /// Data frames delivered to all clients per second.
+    pub deliveries_per_s: f64,
+    /// Clients that read as fast as they can.
+    pub fast_clients: usize,
+    /// Clients that sleep after each message.
+    pub slow_clients: usize,
+    /// Clients that never read.
+    pub stalled_clients: usize,
+    /// Per-hop percentiles over the fast clients' deliveries, us.
+    pub hops: Vec<HopStats>,
+    /// How late the simulator handed items to its connections, us (the load generator's own
+    /// error, included in exchange->recv).
+    pub sim_lateness: Percentiles,
+    /// Frames fast clients missed (`seq` holes, or the naive channel's lag skips).
+    pub fast_lost: u64,
+    /// Conflated frames fast clients received (they fell behind).
+    pub fast_conflated: u64,
+    /// Conflated frames slow and stalled clients received.
+    pub slow_conflated: u64,
+    /// Frames lost by slow clients (naive: lag skips; tickwire: `seq` holes not explained
+    /// by conflation are impossible by design, so this counts holes).
+    pub slow_lost: u64,
+    /// Clients the server closed, by close code.
+    pub closed: Vec<(u16, usize)>,
+    /// Server process memory at the end, MiB (resident).
+    pub rss_mib: f64,
+    /// Kept up: fast clients lost nothing, got nothing conflated, none was closed, and the
+    /// end-to-end p99 is under 10 ms.
+    pub sustained: bool,
+    #[serde(skip)]
+    /// The merged histograms (for files and plots).
+    pub histograms: Option<Box<Hops>>,
+    #[serde(skip)]
+    /// The simulator's lateness histogram.
+    pub lateness: Option<Box<Histogram<u64>>>,
+}
+
+impl Run {
+    /// Percentiles of one hop.
+    pub fn hop(&self, hop: Hop) -> Option<&Percentiles> {
+        self.hops
+            .iter()
+            .find(|h| h.hop == hop.name())
+            .map(|h| &h.pct)
+    }
+
+    /// A short label: `tickwire@10000/s`.
+    pub fn label(&self) -> String {
+        format!("{}@{}/s", self.peer, self.rate)
+    }
+}
+
+/// One hop's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct HopStats {
+    /// [`Hop::name`].
+    pub hop: &'static str,
+    /// Its percentiles.
+    #[serde(flatten)]
+    pub pct: Percentiles,
+}
+
+/// A comparison of tickwire with a peer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ratio {
+    /// The peer compared with tickwire.
+    pub peer: String,
+    /// The highest rate the peer sustained (None: it sustained none).
+    pub peer_max_sustained_rate: Option<f64>,
+    /// tickwire's highest sustained rate.
+    pub tickwire_max_sustained_rate: Option<f64>,
+    /// Peer end-to-end p99 / tickwire's, at the peer's highest sustained rate.
+    pub p99_ratio_at_peer_max: Option<f64>,
+    /// tickwire's deliveries/s at its highest sustained rate / the peer's at its own.
+    pub sustained_deliveries_ratio: Option<f64>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Report format version.
+    pub version: u32,
+    /// When it ran, RFC 3339 UTC.
+    pub started: String,
+    /// What it ran on.
+    pub machine: Machine,
+    /// The command line's settings.
+    pub settings: serde_json::Value,
+    /// Every run, in order.
+    pub runs: Vec<Run>,
+    /// tickwire against each peer.
+    pub ratios: Vec<Ratio>,
+}
+
+/// The machine, as the report records it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// Logical CPUs available.
+    pub cpus: usize,
+    /// `/proc/cpuinfo` model name, if readable.
+    pub cpu_model: Option<String>,
+    /// Kernel release, if readable.
+    pub kernel: Option<String>,
+    /// Total memory, GiB, if readable.
+    pub mem_gib: Option<f64>,
+}
+
+impl Machine {
+    /// Reads what it can of this machine.
+    pub fn this() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|s| s.trim().to_string());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .ok()
+            .map(|s| s.trim().to_string());
+        let mem_gib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+            let kb: f64 = m
+                .lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((kb / 1024.0 / 1024.0 * 10.0).round() / 10.0)
+        });
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu_model,
+            kernel,
+            mem_gib,
+        }
+    }
+}
+
+/// Compares tickwire with every other peer in `runs`.
+pub fn ratios(runs: &[Run]) -> Vec<Ratio> {
+    let best = |peer: &str| {
+        runs.iter()
+            .filter(|r| r.peer == peer && r.sustained)
+            .max_by(|a, b| a.rate.total_cmp(&b.rate))
+    };
+    let mut peers: Vec<&str> = Vec::new();
+    for r in runs {
+        if r.peer != "tickwire" && !peers.contains(&r.peer.as_str()) {
+            peers.push(&r.peer);
+        }
+    }
+    let tw_best = best("tickwire");
+    peers
+        .into_iter()
+        .map(|peer| {
+            let pb = best(peer);
+            let p99_ratio_at_peer_max = pb.and_then(|pb| {
+                let tw = runs
+                    .iter()
+                    .find(|r| r.peer == "tickwire" && r.rate == pb.rate)?;
+                let a = pb.hop(Hop::EndToEnd)?.p99;
+                let b = tw.hop(Hop::EndToEnd)?.p99;
+                (b > 0.0).then(|| a / b)
+            });
+            let sustained_deliveries_ratio = match (tw_best, pb) {
+                (Some(t), Some(p)) if p.deliveries_per_s > 0.0 => {
+                    Some(t.deliveries_per_s / p.deliveries_per_s)
+                }
+                _ => None,
+            };
+            Ratio {
+                peer: peer.to_string(),
+                peer_max_sustained_rate: pb.map(|r| r.rate),
+                tickwire_max_sustained_rate: tw_best.map(|r| r.rate),
+                p99_ratio_at_peer_max,
+                sustained_deliveries_ratio,
+            }
+        })
+        .collect()
+}
+
+fn rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2}M", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.1}k", r / 1e3)
+    } else {
+        format!("{r:.0}")
+    }
+}
+
+/// One run as a terminal table.
+pub fn table(run: &Run) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{}: {} ticks/s in, {} frames/s published, {} deliveries/s to {} fast + {} slow + {} stalled clients{}",
+        run.label(),
+        rate(run.ticks_in_per_s),
+        rate(run.frames_published_per_s),
+        rate(run.deliveries_per_s),
+        run.fast_clients,
+        run.slow_clients,
+        run.stalled_clients,
+        if run.sustained {
+            ""
+        } else {
+            "  [NOT SUSTAINED]"
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  {:<18} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11}",
+        "us", "p50", "p90", "p99", "p99.9", "p99.99", "max", "count"
+    );
+    let row = |s: &mut String, name: &str, p: &Percentiles| {
+        let _ = writeln!(
+            s,
+            "  {:<18} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>11}",
+            name, p.p50, p.p90, p.p99, p.p99_9, p.p99_99, p.max, p.count
+        );
+    };
+    for hop in Hop::ALL {
+        if let Some(p) = run.hop(hop) {
+            row(&mut s, hop.label(), p);
+        }
+    }
+    row(&mut s, "(sim lateness)", &run.sim_lateness);
+    let closed: Vec<String> = run
+        .closed
+        .iter()
+        .map(|(c, n)| format!("{n} with {c}"))
+        .collect();
+    let _ = writeln!(
+        s,
+        "  fast clients: {} lost, {} conflated; slow/stalled: {} conflated, {} lost; closed: {}; server RSS {:.0} MiB",
+        run.fast_lost,
+        run.fast_conflated,
+        run.slow_conflated,
+        run.slow_lost,
+        if closed.is_empty() {
+            "none".into()
+        } else {
+            closed.join(", ")
+        },
+        run.rss_mib
+    );
+    s
+}
+
+/// The ratios as lines of text.
+pub fn ratio_lines(ratios: &[Ratio]) -> String {
+    let mut s = String::new();
+    let f = |v: Option<f64>, unit: &str| v.map_or("n/a".to_string(), |v| format!("{v:.1}{unit}"));
+    for r in ratios {
+        let _ = writeln!(
+            s,
+            "tickwire vs {}: highest sustained rate {} vs {}; end-to-end p99 at {}'s highest: {} lower; sustained deliveries/s {}",
+            r.peer,
+            f(r.tickwire_max_sustained_rate, "/s"),
+            f(r.peer_max_sustained_rate, "/s"),
+            r.peer,
+            f(r.p99_ratio_at_peer_max, "x"),
+            f(r.sustained_deliveries_ratio, "x"),
+        );
+    }
+    s
+}
+
+/// Writes `h` (ns values) as an HdrHistogram percentile distribution in microseconds, the
+/// `.hgrm` text that HdrHistogram's plotters read.
+pub fn write_hgrm(h: &Histogram<u64>, path: &Path) -> anyhow::Result<()> {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
+    if h.is_empty() {
+        std::fs::write(path, s).with_context(|| format!("writing {}", path.display()))?;
+        return Ok(());
+    }
+    let mut total = 0u64;
+    for v in h.iter_quantiles(5) {
+        total += v.count_since_last_iteration();
+        let q = v.quantile_iterated_to();
+        let inv = if q < 1.0 {
+            format!("{:>14.2}", 1.0 / (1.0 - q))
+        } else {
+            format!("{:>14}", "")
+        };
+        let _ = writeln!(
+            s,
+            "{:>12.3} {:>14.12} {:>10} {}",
+            h.highest_equivalent(v.value_iterated_to()) as f64 / 1_000.0,
+            q,
+            total,
+            inv.trim_end()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
+        h.mean() / 1_000.0,
+        h.stdev() / 1_000.0
+    );
+    let _ = writeln!(
+        s,
+        "#[Max     = {:>12.3}, Total count    = {:>12}]",
+        h.max() as f64 / 1_000.0,
+        h.len()
+    );
+    std::fs::write(path, s).with_context(|| format!("writing {}", path.display()))
+}
