@@ -57,7 +57,7 @@ fn assert_hgrm(path: &Path) {
 fn quick_bench_runs_both_peers_and_writes_a_well_formed_report() {
     let out = temp_dir("quick");
     let run = tickwire()
-        .args(["bench", "--quick", "--out"])
+        .args(["bench", "--quick", "--peers", "tickwire,naive", "--out"])
         .arg(&out)
         .output()
         .expect("run tickwire bench");
@@ -120,6 +120,13 @@ fn quick_bench_runs_both_peers_and_writes_a_well_formed_report() {
         }
     }
     assert_eq!(report["ratios"][0]["peer"], "naive");
+    let goals = report["goals"].as_array().expect("goals");
+    assert_eq!(goals.len(), 5, "{report:#}");
+    assert!(
+        goals
+            .iter()
+            .all(|g| g["goal"].is_string() && g["target"].is_number())
+    );
     let svg = std::fs::read_to_string(out.join("latency-2000.svg")).expect("the plot");
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(
@@ -150,4 +157,39 @@ fn bench_refuses_bad_settings_with_a_message_naming_them() {
         assert!(!out.status.success(), "{args:?} was accepted");
         assert!(stderr.contains(expect), "{args:?}: {stderr}");
     }
+}
+
+/// The NATS peer needs `nats-server` (Debian package). `.ci/run` installs it and sets
+/// TICKWIRE_REQUIRE_NATS=1, so there this test cannot be skipped; elsewhere it says it skipped.
+#[test]
+fn quick_bench_with_the_nats_peer_measures_a_real_nats_server() {
+    if tickwire_engine::bench::nats::find_server().is_none() {
+        assert!(
+            std::env::var_os("TICKWIRE_REQUIRE_NATS").is_none(),
+            "nats-server is not installed (apt-get install nats-server)"
+        );
+        eprintln!("SKIPPED: nats-server is not installed (apt-get install nats-server)");
+        return;
+    }
+    let out = temp_dir("nats");
+    let run = tickwire()
+        .args(["bench", "--quick", "--peers", "tickwire,nats", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run tickwire bench");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let nats = &report["runs"][1];
+    assert_eq!(nats["peer"], "nats");
+    assert!(nats["deliveries_per_s"].as_f64().unwrap() > 0.0, "{nats:#}");
+    assert!(nats["hops"][3]["count"].as_u64().unwrap() > 0, "{nats:#}");
+    assert_eq!(report["ratios"][0]["peer"], "nats");
+    assert_hgrm(&out.join("nats-2000-end_to_end.hgrm"));
+    let _ = std::fs::remove_dir_all(&out);
 }

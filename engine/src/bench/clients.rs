@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use tickwire_feed::clock::now_ns;
-use tickwire_sdk::wire::{ArchivedFrame, Batch, access};
+use tickwire_sdk::wire::{ArchivedFrame, Batch, access, flags};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -27,6 +27,8 @@ pub enum Protocol {
     Tickwire,
     /// The naive peer: no subscribe, one frame per message.
     Naive,
+    /// NATS: a subscription, one frame per message.
+    Nats,
 }
 
 /// How a client reads.
@@ -124,7 +126,73 @@ pub async fn connect(
     Ok(ws)
 }
 
-/// Reads until the connection ends, recording into `slot`.
+/// Per-client frame accounting: validation, `seq` per stream, hops in the window.
+struct Reader {
+    slot: Arc<Slot>,
+    window: Arc<Window>,
+    next_seq: HashMap<(u32, u8), u64>,
+}
+
+impl Reader {
+    fn new(slot: Arc<Slot>, window: Arc<Window>) -> Reader {
+        Reader {
+            slot,
+            window,
+            next_seq: HashMap::new(),
+        }
+    }
+
+    /// One binary message: a tickwire batch, or one frame (naive, NATS).
+    fn on_message(&mut self, bytes: &[u8], batched: bool) {
+        let now = now_ns();
+        let (mut frames, mut conflated, mut gaps) = (0u64, 0u64, 0u64);
+        let mut hops = self.slot.hops.lock().unwrap_or_else(|e| e.into_inner());
+        hops.from_ns = self.window.from_ns.load(Ordering::Acquire);
+        hops.to_ns = self.window.to_ns.load(Ordering::Acquire);
+        let next_seq = &mut self.next_seq;
+        let mut on_frame = |f: &ArchivedFrame| {
+            let seen = hops.record(f, now);
+            if seen == Seen::Ignored && f.flags & flags::SNAPSHOT != 0 {
+                return;
+            }
+            match seen {
+                Seen::Measured => frames += 1,
+                Seen::Conflated => {
+                    frames += 1;
+                    conflated += 1;
+                }
+                Seen::Ignored => {}
+            }
+            let seq = f.seq.to_native();
+            if seq == 0 {
+                return;
+            }
+            let next = next_seq
+                .entry((f.instrument.to_native(), f.channel() as u8))
+                .or_insert(seq);
+            if seq > *next {
+                gaps += seq - *next;
+            }
+            *next = seq + 1;
+        };
+        let valid = if batched {
+            Batch::new(bytes)
+                .map(|b| b.iter().for_each(&mut on_frame))
+                .is_ok()
+        } else {
+            access(bytes).map(&mut on_frame).is_ok()
+        };
+        drop(hops);
+        if !valid {
+            self.slot.invalid.fetch_add(1, Ordering::Relaxed);
+        }
+        self.slot.frames.fetch_add(frames, Ordering::Relaxed);
+        self.slot.conflated.fetch_add(conflated, Ordering::Relaxed);
+        self.slot.gaps.fetch_add(gaps, Ordering::Relaxed);
+    }
+}
+
+/// Reads a WebSocket until the connection ends, recording into `slot`.
 pub async fn run(
     mut ws: Ws,
     protocol: Protocol,
@@ -136,7 +204,7 @@ pub async fn run(
         // Hold the socket open without reading until the harness aborts this task.
         std::future::pending::<()>().await;
     }
-    let mut next_seq: HashMap<(u32, u8), u64> = HashMap::new();
+    let mut reader = Reader::new(slot.clone(), window);
     loop {
         let msg = match ws.next().await {
             Some(Ok(m)) => m,
@@ -148,60 +216,7 @@ pub async fn run(
             }
         };
         match msg {
-            Message::Binary(bytes) => {
-                let now = now_ns();
-                let (mut frames, mut conflated, mut gaps) = (0u64, 0u64, 0u64);
-                let mut hops = slot.hops.lock().unwrap_or_else(|e| e.into_inner());
-                hops.from_ns = window.from_ns.load(Ordering::Acquire);
-                hops.to_ns = window.to_ns.load(Ordering::Acquire);
-                let mut on_frame = |f: &ArchivedFrame| {
-                    let seen = hops.record(f, now);
-                    if seen == Seen::Ignored && f.flags & tickwire_sdk::wire::flags::SNAPSHOT != 0 {
-                        return;
-                    }
-                    match seen {
-                        Seen::Measured => frames += 1,
-                        Seen::Conflated => {
-                            frames += 1;
-                            conflated += 1;
-                        }
-                        Seen::Ignored => {}
-                    }
-                    if f.seq.to_native() == 0 {
-                        return;
-                    }
-                    let key = (f.instrument.to_native(), f.channel() as u8);
-                    let seq = f.seq.to_native();
-                    let next = next_seq.entry(key).or_insert(seq);
-                    if seq > *next {
-                        gaps += seq - *next;
-                    }
-                    *next = seq + 1;
-                };
-                let valid = match protocol {
-                    Protocol::Tickwire => match Batch::new(&bytes[..]) {
-                        Ok(batch) => {
-                            batch.iter().for_each(&mut on_frame);
-                            true
-                        }
-                        Err(_) => false,
-                    },
-                    Protocol::Naive => match access(&bytes) {
-                        Ok(f) => {
-                            on_frame(f);
-                            true
-                        }
-                        Err(_) => false,
-                    },
-                };
-                drop(hops);
-                if !valid {
-                    slot.invalid.fetch_add(1, Ordering::Relaxed);
-                }
-                slot.frames.fetch_add(frames, Ordering::Relaxed);
-                slot.conflated.fetch_add(conflated, Ordering::Relaxed);
-                slot.gaps.fetch_add(gaps, Ordering::Relaxed);
-            }
+            Message::Binary(bytes) => reader.on_message(&bytes, protocol == Protocol::Tickwire),
             Message::Close(frame) => {
                 let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
                 slot.closed.store(u32::from(code), Ordering::Release);
@@ -213,4 +228,43 @@ pub async fn run(
             tokio::time::sleep(d).await;
         }
     }
+}
+
+/// Connects to NATS at `url` and subscribes to `subject`.
+pub async fn connect_nats(url: &str, subject: &str) -> anyhow::Result<async_nats::Subscriber> {
+    let client = async_nats::connect(url)
+        .await
+        .with_context(|| format!("connecting to NATS at {url}"))?;
+    let sub = client
+        .subscribe(subject.to_string())
+        .await
+        .with_context(|| format!("subscribing to {subject}"))?;
+    // The subscription's first PING/PONG round trip: the server has registered it.
+    client
+        .flush()
+        .await
+        .context("flushing the NATS subscription")?;
+    Ok(sub)
+}
+
+/// Reads NATS messages (one frame each) until the subscription ends.
+pub async fn run_nats(
+    mut sub: async_nats::Subscriber,
+    behaviour: Behaviour,
+    slot: Arc<Slot>,
+    window: Arc<Window>,
+) {
+    if behaviour == Behaviour::Stalled {
+        std::future::pending::<()>().await;
+    }
+    let mut reader = Reader::new(slot.clone(), window);
+    while let Some(msg) = sub.next().await {
+        reader.on_message(&msg.payload, false);
+        if let Behaviour::Slow(d) = behaviour {
+            tokio::time::sleep(d).await;
+        }
+    }
+    let _ = slot
+        .closed
+        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire);
 }

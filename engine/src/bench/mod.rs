@@ -19,6 +19,7 @@
 pub mod clients;
 pub mod hops;
 pub mod naive;
+pub mod nats;
 pub mod plot;
 pub mod report;
 
@@ -54,6 +55,8 @@ pub enum Peer {
     Tickwire,
     /// tokio-tungstenite + `tokio::sync::broadcast`, one flush per frame.
     Naive,
+    /// A `nats-server` child process, one NATS message per frame, one connection per client.
+    Nats,
 }
 
 impl Peer {
@@ -62,6 +65,7 @@ impl Peer {
         match self {
             Peer::Tickwire => "tickwire",
             Peer::Naive => "naive",
+            Peer::Nats => "nats",
         }
     }
 }
@@ -79,8 +83,9 @@ pub enum ClientPolicy {
 /// The harness's settings.
 #[derive(clap::Args, Debug, Clone, Serialize)]
 pub struct BenchArgs {
-    /// Servers to measure, in order.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Peer::Tickwire, Peer::Naive])]
+    /// Servers to measure, in order [default: tickwire,naive, and nats when `nats-server` is
+    /// installed].
+    #[arg(long, value_enum, value_delimiter = ',')]
     pub peers: Vec<Peer>,
     /// Offered market actions per second (trades and book changes over all symbols), one
     /// run per rate and peer. Book changes leave as 100 ms depth diffs, so venue messages in
@@ -140,7 +145,13 @@ impl BenchArgs {
             self.warmup = 0.5;
         }
         if self.peers.is_empty() {
-            bail!("--peers: name at least one of tickwire, naive");
+            self.peers = vec![Peer::Tickwire, Peer::Naive];
+            if nats::find_server().is_some() {
+                self.peers.push(Peer::Nats);
+            }
+        }
+        if self.peers.contains(&Peer::Nats) && nats::find_server().is_none() {
+            bail!("--peers nats needs nats-server on PATH (Debian: apt-get install nats-server)");
         }
         if self.rate.iter().any(|r| !r.is_finite() || *r <= 0.0) {
             bail!("--rate: every rate must be a positive number of actions per second");
@@ -201,6 +212,8 @@ pub fn main(args: BenchArgs) -> anyhow::Result<Report> {
     if !ratios.is_empty() {
         print!("{}", report::ratio_lines(&ratios));
     }
+    let goals = report::goals(&runs, &ratios);
+    print!("{}", report::goal_lines(&goals));
     write_files(&args, &runs)?;
     let report = Report {
         version: 1,
@@ -214,6 +227,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<Report> {
         settings: serde_json::to_value(&args)?,
         runs,
         ratios,
+        goals,
     };
     let path = args.out.join("report.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
@@ -302,25 +316,36 @@ enum Server {
         stats: Arc<naive::NaiveStats>,
         task: JoinHandle<()>,
     },
+    Nats {
+        server: nats::NatsServer,
+        stop_feed: Shutdown,
+        feed: Arc<DriverStats>,
+        stats: Arc<naive::NaiveStats>,
+        task: JoinHandle<()>,
+        publisher: JoinHandle<()>,
+    },
 }
 
 impl Server {
     fn feed(&self) -> &DriverStats {
         match self {
             Server::Tickwire(h) => &h.feed_stats[0],
-            Server::Naive { feed, .. } => feed,
+            Server::Naive { feed, .. } | Server::Nats { feed, .. } => feed,
         }
     }
     fn published(&self) -> u64 {
         match self {
             Server::Tickwire(h) => h.published(),
-            Server::Naive { stats, .. } => stats.published.load(Ordering::Relaxed),
+            Server::Naive { stats, .. } | Server::Nats { stats, .. } => {
+                stats.published.load(Ordering::Relaxed)
+            }
         }
     }
     fn url_addr(&self) -> (String, SocketAddr) {
         match self {
             Server::Tickwire(h) => (h.ws_url(), h.addr()),
             Server::Naive { addr, .. } => (format!("ws://{addr}/"), *addr),
+            Server::Nats { server, .. } => (server.url(), ([127, 0, 0, 1], 0).into()),
         }
     }
     async fn shutdown(self) {
@@ -335,6 +360,18 @@ impl Server {
                 stop_feed.trigger();
                 let _ = stop.send(true);
                 let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+            }
+            Server::Nats {
+                server,
+                stop_feed,
+                task,
+                publisher,
+                ..
+            } => {
+                stop_feed.trigger();
+                let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+                publisher.abort();
+                drop(server);
             }
         }
     }
@@ -374,6 +411,34 @@ async fn start_server(peer: Peer, spec: Arc<dyn VenueSpec>) -> anyhow::Result<Se
                 task,
             }
         }
+        Peer::Nats => {
+            let bin = nats::find_server()
+                .context("nats-server is not installed (Debian: apt-get install nats-server)")?;
+            let server = nats::NatsServer::start(&bin)?;
+            let client = async_nats::connect(server.url())
+                .await
+                .with_context(|| format!("connecting to {}", server.url()))?;
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let publisher = tokio::spawn(nats::publish(client, rx));
+            let stats = Arc::new(naive::NaiveStats::default());
+            let (stop_feed, feed_rx) = Shutdown::new();
+            let feed = Arc::new(DriverStats::default());
+            let task = tokio::spawn(driver::run(
+                spec,
+                Arc::new(nats::NatsSink::new(tx, stats.clone())),
+                DriverConfig::default(),
+                feed.clone(),
+                feed_rx,
+            ));
+            Server::Nats {
+                server,
+                stop_feed,
+                feed,
+                stats,
+                task,
+                publisher,
+            }
+        }
     })
 }
 
@@ -407,6 +472,11 @@ fn rss_mib() -> f64 {
             Some(kb / 1024.0)
         })
         .unwrap_or(0.0)
+}
+
+enum Conn {
+    Ws(Box<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>>),
+    Nats(async_nats::Subscriber),
 }
 
 struct Client {
@@ -464,6 +534,7 @@ fn run_one(peer: Peer, rate: f64, args: &BenchArgs) -> anyhow::Result<Run> {
     let protocol = match peer {
         Peer::Tickwire => Protocol::Tickwire,
         Peer::Naive => Protocol::Naive,
+        Peer::Nats => Protocol::Nats,
     };
     let (url, addr) = server.url_addr();
     let subscribe = Arc::new(subscribe_message(&symbols, args.policy));
@@ -475,17 +546,23 @@ fn run_one(peer: Peer, rate: f64, args: &BenchArgs) -> anyhow::Result<Run> {
                 .map(|_| {
                     let (url, sub) = (url.clone(), subscribe.clone());
                     tokio::spawn(async move {
-                        tokio::time::timeout(
-                            Duration::from_secs(20),
-                            clients::connect(&url, addr, protocol, &sub),
-                        )
+                        tokio::time::timeout(Duration::from_secs(20), async move {
+                            Ok::<_, anyhow::Error>(match protocol {
+                                Protocol::Nats => {
+                                    Conn::Nats(clients::connect_nats(&url, "md.binance.>").await?)
+                                }
+                                _ => Conn::Ws(Box::new(
+                                    clients::connect(&url, addr, protocol, &sub).await?,
+                                )),
+                            })
+                        })
                         .await
                         .context("connecting a client timed out")?
                     })
                 })
                 .collect();
             for p in pending {
-                let ws = p.await??;
+                let conn = p.await??;
                 let i = out.len();
                 let behaviour = if i < n_stalled {
                     Behaviour::Stalled
@@ -495,13 +572,11 @@ fn run_one(peer: Peer, rate: f64, args: &BenchArgs) -> anyhow::Result<Run> {
                     Behaviour::Fast
                 };
                 let slot = Arc::new(Slot::default());
-                let task = tokio::spawn(clients::run(
-                    ws,
-                    protocol,
-                    behaviour,
-                    slot.clone(),
-                    window.clone(),
-                ));
+                let (s, w) = (slot.clone(), window.clone());
+                let task = match conn {
+                    Conn::Ws(ws) => tokio::spawn(clients::run(*ws, protocol, behaviour, s, w)),
+                    Conn::Nats(sub) => tokio::spawn(clients::run_nats(sub, behaviour, s, w)),
+                };
                 out.push(Client {
                     behaviour,
                     slot,

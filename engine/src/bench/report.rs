@@ -47,7 +47,8 @@ pub struct Run {
     pub slow_lost: u64,
     /// Clients the server closed, by close code.
     pub closed: Vec<(u16, usize)>,
-    /// Server process memory at the end, MiB (resident).
+    /// The harness process's resident memory at the end, MiB (simulator, server and clients
+    /// share the process; a NATS server is a process of its own, not counted).
     pub rss_mib: f64,
     /// Kept up: fast clients lost nothing, got nothing conflated, none was closed, and the
     /// end-to-end p99 is under 10 ms.
@@ -115,6 +116,145 @@ pub struct Report {
     pub runs: Vec<Run>,
     /// tickwire against each peer.
     pub ratios: Vec<Ratio>,
+    /// The goals on this machine, met or missed, and by how much.
+    pub goals: Vec<Goal>,
+}
+
+/// One goal of the latency benchmark, checked against this report's runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Goal {
+    /// What is asked.
+    pub goal: &'static str,
+    /// The figure measured (None: no run in this report measures it).
+    pub measured: Option<f64>,
+    /// Its unit.
+    pub unit: &'static str,
+    /// The target.
+    pub target: f64,
+    /// Met, missed, or not measured.
+    pub met: Option<bool>,
+    /// Which run(s) the figure comes from.
+    pub from: String,
+}
+
+/// Checks the goals of the latency benchmark against `runs` and `ratios`.
+pub fn goals(runs: &[Run], ratios: &[Ratio]) -> Vec<Goal> {
+    let tw: Vec<&Run> = runs.iter().filter(|r| r.peer == "tickwire").collect();
+    // 10k ticks/s in to 100 clients: the tickwire run closest to that load.
+    let at_10k = tw
+        .iter()
+        .filter(|r| r.ticks_in_per_s >= 9_000.0 && r.fast_clients >= 100)
+        .min_by(|a, b| a.ticks_in_per_s.total_cmp(&b.ticks_in_per_s));
+    let e2e = |r: &Run| r.hop(Hop::EndToEnd).copied();
+    let mut out = Vec::new();
+    let mut push = |goal, measured: Option<f64>, unit, target: f64, below: bool, from: String| {
+        out.push(Goal {
+            goal,
+            measured,
+            unit,
+            target,
+            met: measured.map(|m| if below { m < target } else { m >= target }),
+            from,
+        })
+    };
+    let label = |r: Option<&&Run>| {
+        r.map_or(
+            "no run at >= 9k ticks/s with >= 100 fast clients".to_string(),
+            |r| r.label(),
+        )
+    };
+    push(
+        "end-to-end p50 at 10k ticks/s in, 100 clients",
+        at_10k.and_then(|r| e2e(r)).map(|p| p.p50),
+        "us",
+        100.0,
+        true,
+        label(at_10k),
+    );
+    push(
+        "end-to-end p99 at 10k ticks/s in, 100 clients",
+        at_10k.and_then(|r| e2e(r)).map(|p| p.p99),
+        "us",
+        1_000.0,
+        true,
+        label(at_10k),
+    );
+    let naive = ratios.iter().find(|r| r.peer == "naive");
+    push(
+        "tickwire's end-to-end p99 lower than naive's at the naive server's highest sustained load",
+        naive.and_then(|r| r.p99_ratio_at_peer_max),
+        "x",
+        20.0,
+        false,
+        naive.map_or("no naive run sustained".into(), |r| {
+            format!(
+                "naive's highest sustained rate: {}",
+                opt_rate(r.peer_max_sustained_rate)
+            )
+        }),
+    );
+    push(
+        "highest sustained deliveries/s (p99 < 10 ms), tickwire over naive",
+        naive.and_then(|r| r.sustained_deliveries_ratio),
+        "x",
+        20.0,
+        false,
+        naive.map_or("no naive run".into(), |r| {
+            format!(
+                "tickwire sustained up to {}, naive up to {}",
+                opt_rate(r.tickwire_max_sustained_rate),
+                opt_rate(r.peer_max_sustained_rate)
+            )
+        }),
+    );
+    let worst_internal = tw
+        .iter()
+        .filter_map(|r| r.hop(Hop::RecvToPublish).map(|p| (p.p99, r.label())))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    push(
+        "internal hop recv -> publish p99 (worst tickwire run)",
+        worst_internal.as_ref().map(|w| w.0),
+        "us",
+        20.0,
+        true,
+        worst_internal.map_or("no tickwire run".into(), |w| w.1),
+    );
+    out
+}
+
+fn opt_rate(r: Option<f64>) -> String {
+    r.map_or("no rate".into(), |r| format!("{r} actions/s"))
+}
+
+/// The goals as lines of text.
+pub fn goal_lines(goals: &[Goal]) -> String {
+    let mut s = String::new();
+    for g in goals {
+        let verdict = match (g.met, g.measured) {
+            (Some(true), _) => "met".to_string(),
+            (Some(false), Some(m)) => {
+                let by = if g.unit == "x" {
+                    g.target / m.max(1e-9)
+                } else {
+                    m / g.target
+                };
+                format!("MISSED by {by:.1}x")
+            }
+            _ => "not measured".to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "goal: {}: {} (target {}{}, measured {}) [{}]",
+            g.goal,
+            verdict,
+            g.target,
+            g.unit,
+            g.measured
+                .map_or("-".into(), |m| format!("{m:.1}{}", g.unit)),
+            g.from
+        );
+    }
+    s
 }
 
 /// The machine, as the report records it.
@@ -258,7 +398,7 @@ pub fn table(run: &Run) -> String {
         .collect();
     let _ = writeln!(
         s,
-        "  fast clients: {} lost, {} conflated; slow/stalled: {} conflated, {} lost; closed: {}; server RSS {:.0} MiB",
+        "  fast clients: {} lost, {} conflated; slow/stalled: {} conflated, {} lost; closed: {}; harness RSS {:.0} MiB",
         run.fast_lost,
         run.fast_conflated,
         run.slow_conflated,
