@@ -1,0 +1,394 @@
+//! Finding the blocks of a segment: from its index when the segment was closed cleanly, else by
+//! walking block to block with resync after damage; and deciding what recovery cuts. Pure
+//! functions over the bytes of one segment file, no I/O.
+
+use super::format::{
+    ALIGN, BLOCK_HEADER_LEN, BLOCK_MAGIC, BlockHeader, BlockKind, FOOTER_LEN, Index, IndexEntry,
+    check_block, decode_footer, decode_index_payload,
+};
+
+/// One thing found in a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// A block whose structure (and, when found by scanning, CRC) checked out.
+    Block {
+        /// File offset of the block.
+        offset: usize,
+        /// Its header.
+        header: BlockHeader,
+    },
+    /// Bytes that are not a sound block, followed by a sound block further on.
+    Corrupt {
+        /// File offset where the damage starts.
+        offset: usize,
+        /// Bytes skipped up to the next sound block.
+        len: usize,
+        /// What was wrong at `offset`.
+        reason: String,
+        /// The kind the damaged block claims, if its header says one.
+        claimed: Option<BlockKind>,
+    },
+}
+
+/// How the walk through a segment ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// At a sound footer that points at the last block, an index: the segment was closed.
+    Sealed {
+        /// File offset of the index block.
+        index_offset: usize,
+    },
+    /// Exactly at the end of a block: complete, but not closed (no index).
+    Eof,
+    /// Bytes after the last sound block that hold no sound block: a write torn by a crash, or
+    /// garbage appended.
+    TornTail {
+        /// File offset of the first byte of the tail.
+        offset: usize,
+        /// Why those bytes are not a block.
+        reason: String,
+    },
+}
+
+/// The blocks of a segment, in file order, and how the segment ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// Blocks and damaged regions, in file order.
+    pub found: Vec<Found>,
+    /// How the segment ends.
+    pub end: End,
+}
+
+impl Scan {
+    /// The sound blocks, as index entries.
+    pub fn entries(&self) -> impl Iterator<Item = IndexEntry> + '_ {
+        self.found.iter().filter_map(|f| match f {
+            Found::Block { offset, header } => Some(IndexEntry::of(*offset as u64, header)),
+            Found::Corrupt { .. } => None,
+        })
+    }
+
+    /// True when some region in the middle of the segment is damaged.
+    pub fn has_corruption(&self) -> bool {
+        self.found
+            .iter()
+            .any(|f| matches!(f, Found::Corrupt { .. }))
+    }
+}
+
+/// Walks a segment from `data_start` block by block, checking each block's CRC.
+///
+/// Where the bytes at the expected offset are not a sound block, it searches the following
+/// 8-aligned offsets for the next block magic whose header and CRC verify, and reports the
+/// region in between as [`Found::Corrupt`]. If no sound block follows, the region is the
+/// segment's torn tail ([`End::TornTail`]), unless it is exactly a footer pointing at the index
+/// just before it ([`End::Sealed`]).
+pub fn scan(segment: &[u8], data_start: usize) -> Scan {
+    let mut found = Vec::new();
+    let mut pos = data_start;
+    let mut last_index: Option<usize> = None;
+    let end = loop {
+        if pos >= segment.len() {
+            break End::Eof;
+        }
+        if segment.len() - pos == FOOTER_LEN
+            && let Some(index_offset) = decode_footer(&segment[pos..])
+            && last_index == Some(index_offset as usize)
+        {
+            break End::Sealed {
+                index_offset: index_offset as usize,
+            };
+        }
+        match check_block(segment, pos) {
+            Ok(header) => {
+                last_index = (header.kind == BlockKind::Index).then_some(pos);
+                found.push(Found::Block {
+                    offset: pos,
+                    header,
+                });
+                pos += header.block_len();
+            }
+            Err(reason) => match find_next_block(segment, pos + ALIGN) {
+                Some(next) => {
+                    found.push(Found::Corrupt {
+                        offset: pos,
+                        len: next - pos,
+                        reason,
+                        claimed: claimed_kind(&segment[pos..]),
+                    });
+                    last_index = None;
+                    pos = next;
+                }
+                None => {
+                    break End::TornTail {
+                        offset: pos,
+                        reason,
+                    };
+                }
+            },
+        }
+    };
+    Scan { found, end }
+}
+
+/// The kind a damaged block's header claims, if it starts with the block magic.
+fn claimed_kind(bytes: &[u8]) -> Option<BlockKind> {
+    if bytes.len() > 4 && bytes[0..4] == BLOCK_MAGIC {
+        BlockKind::from_u8(bytes[4])
+    } else {
+        None
+    }
+}
+
+/// The first offset at or after `from` (rounded up to 8) where a sound block starts.
+pub fn find_next_block(segment: &[u8], from: usize) -> Option<usize> {
+    let mut p = from.next_multiple_of(ALIGN);
+    while p + BLOCK_HEADER_LEN <= segment.len() {
+        if segment[p..p + 4] == BLOCK_MAGIC && check_block(segment, p).is_ok() {
+            return Some(p);
+        }
+        p += ALIGN;
+    }
+    None
+}
+
+/// A closed segment's blocks as its index lists them, if the footer, the index and the block
+/// headers all agree. The blocks' CRCs are not checked here (that would read every payload);
+/// readers check each block's CRC when they read it.
+///
+/// Agreement means: a sound footer at the very end points at a sound index block that ends
+/// where the footer starts; the entries tile the bytes from `data_start` to the index exactly,
+/// each at a block header that is structurally sound and says what the entry says.
+pub fn indexed(segment: &[u8], data_start: usize) -> Option<(Vec<Found>, Index)> {
+    let footer_at = segment.len().checked_sub(FOOTER_LEN)?;
+    if footer_at < data_start {
+        return None;
+    }
+    let index_offset = usize::try_from(decode_footer(&segment[footer_at..])?).ok()?;
+    if index_offset < data_start || index_offset > footer_at {
+        return None;
+    }
+    let header = check_block(segment, index_offset).ok()?;
+    if header.kind != BlockKind::Index || index_offset + header.block_len() != footer_at {
+        return None;
+    }
+    let payload = &segment[index_offset + BLOCK_HEADER_LEN..footer_at];
+    let index = decode_index_payload(payload).ok()?;
+    if index.entries.len() != header.count as usize {
+        return None;
+    }
+    let mut found = Vec::with_capacity(index.entries.len());
+    let mut pos = data_start;
+    for e in &index.entries {
+        if e.offset != pos as u64 || pos >= index_offset {
+            return None;
+        }
+        let h = BlockHeader::decode(&segment[pos..index_offset]).ok()?;
+        if !e.matches(&h) || pos + h.block_len() > index_offset {
+            return None;
+        }
+        found.push(Found::Block {
+            offset: pos,
+            header: h,
+        });
+        pos += h.block_len();
+    }
+    (pos == index_offset).then_some((found, index))
+}
+
+/// What opening a segment for append must do to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryPlan {
+    /// The segment's blocks.
+    pub scan: Scan,
+    /// Cut the file to this length (the start of a torn tail), and why.
+    pub truncate: Option<(usize, String)>,
+    /// Write an index and footer after the last block: the segment is sound but was not
+    /// closed. (A segment with damage in the middle is left without an index, so that readers
+    /// scan it and report the damage.)
+    pub seal: bool,
+}
+
+/// Decides how to recover a segment: torn tails are cut, sound unclosed segments are sealed,
+/// damage in the middle is left for readers to report.
+pub fn plan_recovery(segment: &[u8], data_start: usize) -> RecoveryPlan {
+    let scan = scan(segment, data_start);
+    let truncate = match &scan.end {
+        End::TornTail { offset, reason } => Some((*offset, reason.clone())),
+        End::Sealed { .. } | End::Eof => None,
+    };
+    let seal = !matches!(scan.end, End::Sealed { .. }) && !scan.has_corruption();
+    RecoveryPlan {
+        scan,
+        truncate,
+        seal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::format::{
+        BlockBuilder, SegmentMeta, encode_footer, encode_index_block, encode_segment_header,
+    };
+
+    /// A segment of `n` frames blocks, each with `per` records; returns the bytes, the data
+    /// start and the block offsets.
+    fn segment(n: usize, per: usize, seal: bool) -> (Vec<u8>, usize, Vec<usize>) {
+        let mut seg = encode_segment_header(0, &SegmentMeta::default());
+        let start = seg.len();
+        let mut offsets = vec![];
+        let mut entries = vec![];
+        let mut b = BlockBuilder::new(BlockKind::Frames);
+        for i in 0..n {
+            for r in 0..per {
+                b.push((i * per + r) as u64, &[&[i as u8; 13]]);
+            }
+            let (bytes, header) = b.finish();
+            offsets.push(seg.len());
+            entries.push(IndexEntry::of(seg.len() as u64, &header));
+            seg.extend_from_slice(bytes);
+            b.clear();
+        }
+        if seal {
+            let at = seg.len();
+            seg.extend_from_slice(&encode_index_block(&Index {
+                entries,
+                ..Index::default()
+            }));
+            seg.extend_from_slice(&encode_footer(at as u64));
+        }
+        (seg, start, offsets)
+    }
+
+    fn blocks(scan: &Scan) -> Vec<usize> {
+        scan.entries()
+            .filter(|e| e.kind == BlockKind::Frames)
+            .map(|e| e.offset as usize)
+            .collect()
+    }
+
+    #[test]
+    fn clean_segments_are_found_by_index_and_by_scan() {
+        let (seg, start, offsets) = segment(5, 3, true);
+        let s = scan(&seg, start);
+        assert_eq!(blocks(&s), offsets);
+        assert!(matches!(s.end, End::Sealed { .. }));
+        let (found, index) = indexed(&seg, start).unwrap();
+        assert_eq!(found.len(), 5);
+        assert_eq!(index.entries.len(), 5);
+        let plan = plan_recovery(&seg, start);
+        assert_eq!((plan.truncate, plan.seal), (None, false));
+
+        let (seg, start, offsets) = segment(5, 3, false);
+        let s = scan(&seg, start);
+        assert_eq!(blocks(&s), offsets);
+        assert_eq!(s.end, End::Eof);
+        assert!(indexed(&seg, start).is_none());
+        let plan = plan_recovery(&seg, start);
+        assert_eq!((plan.truncate, plan.seal), (None, true));
+    }
+
+    #[test]
+    fn every_cut_after_the_last_complete_block_is_a_torn_tail() {
+        let (seg, start, offsets) = segment(4, 3, true);
+        let block_len = offsets[1] - offsets[0];
+        let last = offsets[3];
+        let index_at = last + block_len;
+        let footer_at = seg.len() - FOOTER_LEN;
+        for cut in last + 1..seg.len() {
+            let plan = plan_recovery(&seg[..cut], start);
+            let complete: Vec<usize> = offsets
+                .iter()
+                .copied()
+                .filter(|&o| o + block_len <= cut)
+                .collect();
+            assert_eq!(blocks(&plan.scan), complete, "cut {cut}");
+            let expect_torn = match cut {
+                c if c < index_at => Some(last),
+                c if c == index_at || c == footer_at => None,
+                c if c < footer_at => Some(index_at),
+                _ => Some(footer_at),
+            };
+            assert_eq!(plan.truncate.map(|t| t.0), expect_torn, "cut {cut}");
+            assert!(!plan.scan.has_corruption(), "cut {cut}");
+            assert!(plan.seal, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn garbage_after_the_last_block_is_a_torn_tail() {
+        let (mut seg, start, offsets) = segment(3, 2, false);
+        let end = seg.len();
+        seg.extend_from_slice(&[0xAB; 100]);
+        let plan = plan_recovery(&seg, start);
+        assert_eq!(plan.truncate.as_ref().map(|t| t.0), Some(end));
+        assert_eq!(blocks(&plan.scan), offsets);
+        // Zeros too (a file extended by the file system without its data).
+        seg.truncate(end);
+        seg.extend_from_slice(&[0; 4096]);
+        assert_eq!(plan_recovery(&seg, start).truncate.map(|t| t.0), Some(end));
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_skipped_with_resync_and_not_cut() {
+        let (seg, start, offsets) = segment(5, 3, true);
+        // A flipped payload byte, then a flipped length byte.
+        for at in [offsets[2] + BLOCK_HEADER_LEN + 5, offsets[2] + 9] {
+            let mut bad = seg.clone();
+            bad[at] ^= 0x40;
+            let s = scan(&bad, start);
+            let corrupt: Vec<usize> = s
+                .found
+                .iter()
+                .filter_map(|f| match f {
+                    Found::Corrupt { offset, .. } => Some(*offset),
+                    Found::Block { .. } => None,
+                })
+                .collect();
+            assert_eq!(corrupt, vec![offsets[2]]);
+            let mut expect = offsets.clone();
+            expect.remove(2);
+            assert_eq!(blocks(&s), expect);
+            assert!(matches!(s.end, End::Sealed { .. }));
+            let plan = plan_recovery(&bad, start);
+            assert_eq!((plan.truncate.is_some(), plan.seal), (false, false));
+        }
+    }
+
+    #[test]
+    fn an_index_that_disagrees_is_not_used() {
+        let (seg, start, offsets) = segment(3, 3, true);
+        // A header field the index also holds.
+        let mut bad = seg.clone();
+        bad[offsets[1] + 16] ^= 1;
+        assert!(indexed(&bad, start).is_none());
+        // A length field: the tiling breaks.
+        let mut bad = seg.clone();
+        bad[offsets[1] + 9] ^= 1;
+        assert!(indexed(&bad, start).is_none());
+        // A payload byte: the index is still consistent (CRC is checked when reading).
+        let mut bad = seg.clone();
+        bad[offsets[1] + BLOCK_HEADER_LEN + 1] ^= 1;
+        assert!(indexed(&bad, start).is_some());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #[test]
+        fn mutated_segments_never_panic(
+            idx in proptest::prelude::any::<proptest::sample::Index>(),
+            val in proptest::prelude::any::<u8>(),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let (mut seg, start, _) = segment(3, 2, true);
+            let i = idx.index(seg.len());
+            seg[i] = val;
+            let n = cut.index(seg.len() + 1);
+            let _ = plan_recovery(&seg[..n], start);
+            let _ = indexed(&seg[..n], start);
+            let _ = plan_recovery(&seg, start);
+            let _ = indexed(&seg, start);
+        }
+    }
+}
