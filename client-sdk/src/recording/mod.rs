@@ -105,8 +105,9 @@
 //! reported with its file and offset. Lengths are checked against the limits and the bytes
 //! left in the file before anything is read or allocated.
 //!
-//! Bytes at the end of a segment that hold no sound block (and are not its footer) are its
-//! torn tail: a block whose write was cut short by a crash, or garbage. In the last segment
+//! Bytes at the end of a segment that hold no sound block (and are not its footer), or any
+//! bytes after its footer, are its torn tail: a block whose write was cut short by a crash, or
+//! garbage. In the last segment
 //! readers skip it silently (it may also be a write in progress); `RecordingWriter::open`
 //! cuts it off. Everything before it is kept. Damage followed by sound blocks is never cut:
 //! it is reported by readers, and the rest of the segment stays readable.

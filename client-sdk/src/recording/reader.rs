@@ -15,7 +15,7 @@ use super::format::{
     BLOCK_HEADER_LEN, BlockHeader, BlockKind, HeaderDefect, RawRecord, Records, SegmentHeader,
     block_crc, decode_raw, decode_segment_header, frame_time, merge_instruments,
 };
-use super::scan::{End, Found, indexed, scan};
+use super::scan::{Found, indexed, scan};
 use crate::symbol::Symbol;
 use crate::wire::{ArchivedFrame, Frame, InstrumentInfo, access, to_owned};
 
@@ -273,7 +273,7 @@ fn open_segment(number: u64, path: PathBuf, last: bool) -> Result<Segment, Recor
         }
         None => {
             let mut s = scan(bytes, data_start);
-            if let End::TornTail { offset, reason } = s.end {
+            if let Some((offset, reason)) = s.torn_tail {
                 if last {
                     info.torn_tail = Some(TornTail {
                         offset: offset as u64,

@@ -30,33 +30,18 @@ pub enum Found {
     },
 }
 
-/// How the walk through a segment ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum End {
-    /// At a sound footer that points at the last block, an index: the segment was closed.
-    Sealed {
-        /// File offset of the index block.
-        index_offset: usize,
-    },
-    /// Exactly at the end of a block: complete, but not closed (no index).
-    Eof,
-    /// Bytes after the last sound block that hold no sound block: a write torn by a crash, or
-    /// garbage appended.
-    TornTail {
-        /// File offset of the first byte of the tail.
-        offset: usize,
-        /// Why those bytes are not a block.
-        reason: String,
-    },
-}
-
 /// The blocks of a segment, in file order, and how the segment ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scan {
     /// Blocks and damaged regions, in file order.
     pub found: Vec<Found>,
-    /// How the segment ends.
-    pub end: End,
+    /// File offset of the index block, when a sound footer pointing at it follows it: the
+    /// segment was closed.
+    pub sealed: Option<usize>,
+    /// Bytes after the last sound block (or after the footer) that hold no sound block: a
+    /// write torn by a crash, or garbage appended. Offset of their first byte, and why they are
+    /// not a block.
+    pub torn_tail: Option<(usize, String)>,
 }
 
 impl Scan {
@@ -81,23 +66,41 @@ impl Scan {
 /// Where the bytes at the expected offset are not a sound block, it searches the following
 /// 8-aligned offsets for the next block magic whose header and CRC verify, and reports the
 /// region in between as [`Found::Corrupt`]. If no sound block follows, the region is the
-/// segment's torn tail ([`End::TornTail`]), unless it is exactly a footer pointing at the index
-/// just before it ([`End::Sealed`]).
+/// segment's torn tail. A sound footer pointing at the index block just before it ends the
+/// segment ([`Scan::sealed`]); bytes after it are a torn tail too.
 pub fn scan(segment: &[u8], data_start: usize) -> Scan {
     let mut found = Vec::new();
     let mut pos = data_start;
     let mut last_index: Option<usize> = None;
-    let end = loop {
-        if pos >= segment.len() {
-            break End::Eof;
-        }
-        if segment.len() - pos == FOOTER_LEN
-            && let Some(index_offset) = decode_footer(&segment[pos..])
-            && last_index == Some(index_offset as usize)
+    let mut sealed = None;
+    let mut torn_tail = None;
+    while pos < segment.len() {
+        if let Some(index_offset) = last_index
+            && segment.len() - pos >= FOOTER_LEN
+            && decode_footer(&segment[pos..pos + FOOTER_LEN]) == Some(index_offset as u64)
         {
-            break End::Sealed {
-                index_offset: index_offset as usize,
-            };
+            let after = pos + FOOTER_LEN;
+            if after == segment.len() {
+                sealed = Some(index_offset);
+                break;
+            }
+            match find_next_block(segment, after) {
+                // Blocks after a footer: not something a writer does, but never drop sound
+                // blocks; read on as if the footer were not there.
+                Some(next) => {
+                    last_index = None;
+                    pos = next;
+                    continue;
+                }
+                None => {
+                    sealed = Some(index_offset);
+                    torn_tail = Some((
+                        after,
+                        format!("{} bytes after the footer", segment.len() - after),
+                    ));
+                    break;
+                }
+            }
         }
         match check_block(segment, pos) {
             Ok(header) => {
@@ -120,15 +123,17 @@ pub fn scan(segment: &[u8], data_start: usize) -> Scan {
                     pos = next;
                 }
                 None => {
-                    break End::TornTail {
-                        offset: pos,
-                        reason,
-                    };
+                    torn_tail = Some((pos, reason));
+                    break;
                 }
             },
         }
-    };
-    Scan { found, end }
+    }
+    Scan {
+        found,
+        sealed,
+        torn_tail,
+    }
 }
 
 /// The kind a damaged block's header claims, if it starts with the block magic.
@@ -213,11 +218,8 @@ pub struct RecoveryPlan {
 /// damage in the middle is left for readers to report.
 pub fn plan_recovery(segment: &[u8], data_start: usize) -> RecoveryPlan {
     let scan = scan(segment, data_start);
-    let truncate = match &scan.end {
-        End::TornTail { offset, reason } => Some((*offset, reason.clone())),
-        End::Sealed { .. } | End::Eof => None,
-    };
-    let seal = !matches!(scan.end, End::Sealed { .. }) && !scan.has_corruption();
+    let truncate = scan.torn_tail.clone();
+    let seal = scan.sealed.is_none() && !scan.has_corruption();
     RecoveryPlan {
         scan,
         truncate,
@@ -273,7 +275,7 @@ mod tests {
         let (seg, start, offsets) = segment(5, 3, true);
         let s = scan(&seg, start);
         assert_eq!(blocks(&s), offsets);
-        assert!(matches!(s.end, End::Sealed { .. }));
+        assert!(s.sealed.is_some() && s.torn_tail.is_none());
         let (found, index) = indexed(&seg, start).unwrap();
         assert_eq!(found.len(), 5);
         assert_eq!(index.entries.len(), 5);
@@ -283,7 +285,7 @@ mod tests {
         let (seg, start, offsets) = segment(5, 3, false);
         let s = scan(&seg, start);
         assert_eq!(blocks(&s), offsets);
-        assert_eq!(s.end, End::Eof);
+        assert_eq!((s.sealed, s.torn_tail), (None, None));
         assert!(indexed(&seg, start).is_none());
         let plan = plan_recovery(&seg, start);
         assert_eq!((plan.truncate, plan.seal), (None, true));
@@ -318,16 +320,32 @@ mod tests {
 
     #[test]
     fn garbage_after_the_last_block_is_a_torn_tail() {
-        let (mut seg, start, offsets) = segment(3, 2, false);
-        let end = seg.len();
-        seg.extend_from_slice(&[0xAB; 100]);
-        let plan = plan_recovery(&seg, start);
-        assert_eq!(plan.truncate.as_ref().map(|t| t.0), Some(end));
-        assert_eq!(blocks(&plan.scan), offsets);
-        // Zeros too (a file extended by the file system without its data).
-        seg.truncate(end);
-        seg.extend_from_slice(&[0; 4096]);
-        assert_eq!(plan_recovery(&seg, start).truncate.map(|t| t.0), Some(end));
+        for seal in [false, true] {
+            let (mut seg, start, offsets) = segment(3, 2, seal);
+            let end = seg.len();
+            seg.extend_from_slice(&[0xAB; 100]);
+            let plan = plan_recovery(&seg, start);
+            assert_eq!(plan.truncate.as_ref().map(|t| t.0), Some(end));
+            assert_eq!(blocks(&plan.scan), offsets);
+            // A closed segment stays closed: only the garbage after its footer goes.
+            assert_eq!(plan.seal, !seal);
+            // Zeros too (a file extended by the file system without its data).
+            seg.truncate(end);
+            seg.extend_from_slice(&[0; 4096]);
+            assert_eq!(plan_recovery(&seg, start).truncate.map(|t| t.0), Some(end));
+        }
+    }
+
+    #[test]
+    fn blocks_after_a_footer_are_not_dropped() {
+        let (mut seg, start, mut offsets) = segment(2, 2, true);
+        let (more, _, more_offsets) = segment(1, 2, false);
+        let shift = seg.len() - start;
+        seg.extend_from_slice(&more[start..]);
+        offsets.extend(more_offsets.iter().map(|o| o + shift));
+        let s = scan(&seg, start);
+        assert_eq!(blocks(&s), offsets);
+        assert_eq!((s.sealed, s.torn_tail), (None, None));
     }
 
     #[test]
@@ -350,7 +368,7 @@ mod tests {
             let mut expect = offsets.clone();
             expect.remove(2);
             assert_eq!(blocks(&s), expect);
-            assert!(matches!(s.end, End::Sealed { .. }));
+            assert!(s.sealed.is_some());
             let plan = plan_recovery(&bad, start);
             assert_eq!((plan.truncate.is_some(), plan.seal), (false, false));
         }

@@ -16,7 +16,7 @@ use super::format::{
     decode_index_payload, decode_segment_header, encode_footer, encode_index_block,
     encode_segment_header, frame_time, merge_instruments,
 };
-use super::scan::{End, Found, plan_recovery};
+use super::scan::{Found, plan_recovery};
 use crate::wire::{
     ArchivedBody, ArchivedFrame, Body, Encoder, Frame, InstrumentInfo, Venue, access,
 };
@@ -624,7 +624,7 @@ fn recover_segment(path: &Path) -> Result<(Recovery, Option<Vec<InstrumentInfo>>
     // What the index (or, without one, the frames) say about instruments.
     let mut instruments = header.meta.instruments.clone();
     let mut ids = BTreeSet::new();
-    if let End::Sealed { index_offset } = plan.scan.end
+    if let Some(index_offset) = plan.scan.sealed
         && let Ok(index) = decode_index_payload(&bytes[index_offset + BLOCK_HEADER_LEN..])
     {
         instruments.extend(index.instruments);
