@@ -6,7 +6,7 @@
 //! - [`Recording`]: opens a recording directory, maps its segments, and iterates frames
 //!   filtered by time and instrument as `&ArchivedFrame` views (the same types as live data),
 //!   reporting damaged blocks as [`CorruptBlock`] items and reading on.
-//! - [`format`] and [`scan`]: the layouts and the block finding, as pure functions over bytes.
+//! - [`format`](mod@format) and [`scan`]: the layouts and the block finding, as pure functions over bytes.
 //!
 //! Built with the `recording` feature (on by default); needs no async runtime.
 //!
