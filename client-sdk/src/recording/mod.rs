@@ -94,8 +94,11 @@
 //!
 //! A reader uses the index only if it agrees with the file: a sound footer at the very end,
 //! pointing at a sound index block that ends where the footer starts, whose entries tile the
-//! bytes from the first block to the index exactly, each at a block header that says what the
-//! entry says. Otherwise (and for a segment without an index, left by a crash) it scans.
+//! bytes from the first block to the index exactly (each block's length is the distance to the
+//! next entry). Otherwise (and for a segment without an index, left by a crash) it scans.
+//! Opening a closed segment thus reads only its header, index and footer. Each block's header
+//! is compared with its entry, and its CRC checked, when the block is read; a block that fails
+//! is reported as damaged, and reading goes on at the next entry.
 //!
 //! ## Scanning, damage, torn tails
 //!

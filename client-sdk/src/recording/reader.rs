@@ -13,9 +13,9 @@ use super::files::{list_segments, map_file};
 use super::filter::{Filter, TimeRange};
 use super::format::{
     BLOCK_HEADER_LEN, BlockHeader, BlockKind, HeaderDefect, RawRecord, Records, SegmentHeader,
-    block_crc, decode_raw, decode_segment_header, frame_time, merge_instruments,
+    decode_raw, decode_segment_header, frame_time, merge_instruments,
 };
-use super::scan::{Found, indexed, scan};
+use super::scan::{Found, check_indexed_block, indexed, scan};
 use crate::symbol::Symbol;
 use crate::wire::{ArchivedFrame, Frame, InstrumentInfo, access, to_owned};
 
@@ -404,27 +404,23 @@ impl<'a> Walk<'a> {
                     if header.kind != self.kind || !time.overlaps(header.first_ts, header.last_ts) {
                         continue;
                     }
-                    let block = &seg.bytes()[*offset..*offset + header.block_len()];
-                    let payload = &block[BLOCK_HEADER_LEN..];
-                    // Blocks found by scanning had their CRC checked then; blocks listed by an
-                    // index are checked here, when their payload is first read.
+                    // Blocks found by scanning had their header and CRC checked then; blocks
+                    // listed by an index are checked here, when they are first read.
+                    let mut header = *header;
                     if seg.info.indexed {
-                        let computed = block_crc(block, payload);
-                        if computed != header.crc {
-                            return Some(Err(self.corrupt(
-                                self.segment,
-                                *offset,
-                                format!(
-                                    "CRC32C mismatch (stored {:08x}, computed {computed:08x})",
-                                    header.crc
-                                ),
-                            )));
+                        match check_indexed_block(seg.bytes(), *offset, &header) {
+                            Ok(h) => header = h,
+                            Err(reason) => {
+                                return Some(Err(self.corrupt(self.segment, *offset, reason)));
+                            }
                         }
                     }
+                    let payload =
+                        &seg.bytes()[offset + BLOCK_HEADER_LEN..offset + header.block_len()];
                     return Some(Ok(Payload {
                         segment: self.segment,
                         offset: *offset,
-                        header: *header,
+                        header,
                         bytes: payload,
                     }));
                 }
