@@ -797,6 +797,44 @@ fn bad_segment_header_is_an_error_naming_the_file() {
     assert_eq!((got.len(), bad.len()), (before, 0));
 }
 
+#[test]
+fn a_torn_tail_in_a_segment_that_is_not_the_last_is_reported() {
+    let tmp = TempDir::new("torn-middle");
+    let frames = varied_frames(25, 400, 1_000_000);
+    let options = WriterOptions {
+        max_segment_bytes: 16 << 10,
+        ..small_options()
+    };
+    write_all(tmp.path(), options, &frames);
+    let files = segment_files(tmp.path());
+    assert!(files.len() >= 2);
+    let first = &files[0];
+    let &(off, len, _, _) = blocks_of(first, BlockKind::Frames).last().unwrap();
+    let expect = {
+        let rec = Recording::open(tmp.path()).unwrap();
+        rec.frames(Filter::all())
+            .map(Result::unwrap)
+            .filter(|f| f.segment() != 0 || (f.offset() as usize) < off)
+            .map(|f| f.bytes().to_vec())
+            .collect::<Vec<_>>()
+    };
+    // Cut inside the first segment's last block: its index and footer go too.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(first)
+        .unwrap()
+        .set_len((off + len / 2) as u64)
+        .unwrap();
+    let (got, bad) = read(tmp.path(), Filter::all());
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!(
+        (bad[0].file.as_path(), bad[0].offset),
+        (first.as_path(), off as u64)
+    );
+    assert!(bad[0].reason.contains("torn tail"), "{}", bad[0]);
+    same(&(got, vec![]), &expect, "torn middle segment");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Directory handling and names
 
