@@ -9,12 +9,16 @@
 //! - `client` (feature `client`, on by default): connect to a tickwire server, subscribe, and
 //!   read a stream of zero-copy frame views; optionally reconnecting, re-subscribing and
 //!   repairing books after a gap.
+//! - `recording` (feature `recording`, on by default): segment files of frames, written
+//!   crash-safe and read memory-mapped and zero-copy. No tokio.
 
 pub mod backoff;
 pub mod book;
 pub mod books;
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "recording")]
+pub mod recording;
 pub mod seq;
 pub mod symbol;
 pub mod wire;
