@@ -8,6 +8,7 @@
 //! - [`sequencer`]: assigns per-stream `seq`, stamps `ts_publish`, encodes once, publishes.
 //! - [`ring`]: the broadcast ring (one writer, a cursor per reader).
 //! - [`lvc`]: the last-value cache (latest quote, book, trade totals, status per instrument).
+//! - [`recorder`]: writes every published frame to a recording (`serve --record DIR`).
 //! - [`registry`]: the instruments this server serves.
 //! - [`gateway`]: the WebSocket server and per-client sessions.
 //! - [`server`]: assembles all of it from a configuration.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod gateway;
 pub mod ingest;
 pub mod lvc;
+pub mod recorder;
 pub mod registry;
 pub mod ring;
 pub mod sequencer;

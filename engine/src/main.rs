@@ -62,6 +62,10 @@ enum Command {
         /// Replay speed of the built-in simulator (1 = real time).
         #[arg(long, default_value_t = 1.0)]
         sim_speed: f64,
+        /// Record every published frame to this directory (a new recording, or the one there
+        /// continued after cutting any torn tail); replay reads it back byte for byte.
+        #[arg(long)]
+        record: Option<PathBuf>,
         /// Require this token from clients (`Authorization: Bearer <token>` or `?token=`).
         #[arg(long, env = "TICKWIRE_TOKEN", hide_env_values = true)]
         token: Option<String>,
@@ -233,6 +237,7 @@ fn main() -> anyhow::Result<()> {
             ws_url,
             rest_url,
             sim_speed,
+            record,
             token,
             tls_cert,
             tls_key,
@@ -242,6 +247,10 @@ fn main() -> anyhow::Result<()> {
                 let (feeds, sim) = feeds(venue, symbols, ws_url, rest_url, sim_speed).await?;
                 let mut config = ServerConfig::new(listen, feeds);
                 config.gateway.token = token;
+                config.record = record.map(|dir| tickwire_engine::recorder::RecorderConfig {
+                    dir,
+                    options: Default::default(),
+                });
                 if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
                     config.gateway.tls =
                         Some(tickwire_engine::gateway::tls::TlsFiles { cert, key });

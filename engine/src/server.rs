@@ -1,4 +1,5 @@
-//! A whole tickwire server in one process: feed drivers, sequencer, gateway.
+//! A whole tickwire server in one process: feed drivers, sequencer, gateway, and optionally
+//! the recorder.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use tickwire_feed::driver::{self, DriverConfig, DriverStats, Shutdown};
 use tickwire_feed::venue::VenueSpec;
 
 use crate::gateway::{self, GatewayConfig, GatewayStats};
+use crate::recorder::{self, RecorderConfig, RecorderHandle};
 use crate::registry::Registry;
 use crate::sequencer::{self, SequencerHandle};
 
@@ -32,6 +34,8 @@ pub struct ServerConfig {
     pub driver: DriverConfig,
     /// Gateway limits and timings.
     pub gateway: GatewayConfig,
+    /// Record every published frame to this recording (None: no recording).
+    pub record: Option<RecorderConfig>,
 }
 
 impl ServerConfig {
@@ -44,6 +48,7 @@ impl ServerConfig {
             ingest_capacity: 1 << 14,
             driver: DriverConfig::default(),
             gateway: GatewayConfig::default(),
+            record: None,
         }
     }
 }
@@ -57,6 +62,7 @@ pub struct ServerHandle {
     sequencer: Option<SequencerHandle>,
     feed_tasks: Vec<JoinHandle<()>>,
     gateway_task: Option<JoinHandle<()>>,
+    recorder: Option<RecorderHandle>,
     /// The instruments served.
     pub registry: Arc<Registry>,
     /// Per-feed driver counters, in feed order.
@@ -86,6 +92,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         }
     }
     let mut sequencer = sequencer::start(config.ring_capacity, registry.clone());
+    // Before any feed runs, so the recording starts with their first frames.
+    let recorder = match &config.record {
+        Some(r) => Some(recorder::start(sequencer.ring(), r.clone())?),
+        None => None,
+    };
     let (stop_feeds, feeds_rx) = Shutdown::new();
     let (stop_gateway, gateway_rx) = Shutdown::new();
     let mut feed_tasks = Vec::new();
@@ -122,6 +133,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         sequencer: Some(sequencer),
         feed_tasks,
         gateway_task: Some(gateway_task),
+        recorder,
         registry,
         feed_stats,
         gateway_stats,
@@ -138,6 +150,11 @@ impl ServerHandle {
     pub fn ws_url(&self) -> String {
         let scheme = if self.tls { "wss" } else { "ws" };
         format!("{scheme}://{}/ws", self.addr)
+    }
+
+    /// The recorder's counters, when recording.
+    pub fn recorder_stats(&self) -> Option<Arc<recorder::RecorderStats>> {
+        self.recorder.as_ref().map(|r| r.stats.clone())
     }
 
     /// Frames published by the sequencer so far.
@@ -162,6 +179,13 @@ impl ServerHandle {
             })
             .await
             .ok();
+            if let Some(rec) = self.recorder.take() {
+                match tokio::task::spawn_blocking(move || rec.stop()).await {
+                    Ok(Ok(())) => info!("recording closed"),
+                    Ok(Err(e)) => tracing::error!("recording: {e:#}"),
+                    Err(e) => tracing::error!("recorder: {e}"),
+                }
+            }
             self.stop_gateway.trigger();
             if let Some(t) = self.gateway_task.take() {
                 let _ = t.await;
