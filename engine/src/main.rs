@@ -32,6 +32,27 @@ enum Command {
     /// N clients on loopback, tickwire beside a naive tokio-tungstenite server. Writes a
     /// report (JSON, .hgrm, SVG) to --out.
     Bench(tickwire_engine::bench::BenchArgs),
+    /// Write a recording's frames (from `serve --record`) to a file, filtered by time and
+    /// symbol: JSON lines as text clients get them, or the recorded frame bytes.
+    Replay {
+        /// The recording directory.
+        dir: PathBuf,
+        /// Output file (`-` for stdout).
+        #[arg(long)]
+        out: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = cli::replay::OutFormat::Jsonl)]
+        format: cli::replay::OutFormat,
+        /// Only frames published at or after this time (ns since the Unix epoch).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Only frames published before this time (ns since the Unix epoch).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Only these instruments, e.g. binance:BTCUSDT,binance:ETHUSDT.
+        #[arg(long, value_delimiter = ',')]
+        symbols: Vec<String>,
+    },
     /// Run the built-in exchange simulator, the server and a console client together:
     /// live normalized data and latency within seconds, offline.
     Demo {
@@ -268,6 +289,25 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             })
+        }
+        Command::Replay {
+            dir,
+            out,
+            format,
+            from,
+            to,
+            symbols,
+        } => {
+            drop(runtime);
+            cli::replay::run(&cli::replay::ReplayArgs {
+                dir,
+                out,
+                format,
+                from,
+                to,
+                symbols,
+            })
+            .map(|_| ())
         }
         Command::Bench(args) => {
             init_logs("warn");

@@ -1,4 +1,5 @@
-//! The `tickwire` subcommands that are more than wiring: `normalize` and `watch`.
+//! The `tickwire` subcommands that are more than wiring: `normalize`, `replay` and `watch`.
 
 pub mod normalize;
+pub mod replay;
 pub mod watch;
