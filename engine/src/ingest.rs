@@ -6,9 +6,19 @@ use crossbeam::sync::Unparker;
 use tickwire_feed::driver::{FrameSink, PushError};
 use tickwire_sdk::wire::Frame;
 
+/// What a source hands the sequencer.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A frame from a feed: the sequencer gives it its `seq` and `ts_publish` and encodes it.
+    Fresh(Frame),
+    /// A frame sequenced and encoded elsewhere (an ingest node across NATS), with its rkyv
+    /// bytes: published as it came.
+    Encoded(Frame, Box<[u8]>),
+}
+
 /// A single-producer, single-consumer frame queue that wakes the sequencer on push.
 pub struct IngestRing {
-    queue: ArrayQueue<Frame>,
+    queue: ArrayQueue<Inbound>,
     wake: Unparker,
 }
 
@@ -23,8 +33,26 @@ impl IngestRing {
 
     /// Takes the oldest frame.
     #[inline]
-    pub fn pop(&self) -> Option<Frame> {
+    pub fn pop(&self) -> Option<Inbound> {
         self.queue.pop()
+    }
+
+    /// Queues a frame sequenced elsewhere; gives it back if the ring is full.
+    #[inline]
+    pub fn try_push_encoded(
+        &self,
+        frame: Frame,
+        bytes: Box<[u8]>,
+    ) -> Result<(), (Frame, Box<[u8]>)> {
+        let r = self
+            .queue
+            .push(Inbound::Encoded(frame, bytes))
+            .map_err(|i| match i {
+                Inbound::Encoded(f, b) => (f, b),
+                Inbound::Fresh(f) => (f, Box::default()),
+            });
+        self.wake.unpark();
+        r
     }
 
     /// Frames waiting.
@@ -41,7 +69,9 @@ impl IngestRing {
 impl FrameSink for IngestRing {
     #[inline]
     fn try_push(&self, frame: Frame) -> Result<(), PushError> {
-        let r = self.queue.push(frame).map_err(PushError::Full);
+        let r = self.queue.push(Inbound::Fresh(frame)).map_err(|i| match i {
+            Inbound::Fresh(f) | Inbound::Encoded(f, _) => PushError::Full(f),
+        });
         self.wake.unpark();
         r
     }

@@ -6,9 +6,12 @@
 //!
 //! - [`ingest`]: per-connection queues from feed drivers to the sequencer.
 //! - [`sequencer`]: assigns per-stream `seq`, stamps `ts_publish`, encodes once, publishes.
+//! - [`publisher`]: the one writer of the ring, keeping the cache and registry (used by the
+//!   sequencer, and by replay).
 //! - [`ring`]: the broadcast ring (one writer, a cursor per reader).
 //! - [`lvc`]: the last-value cache (latest quote, book, trade totals, status per instrument).
 //! - [`recorder`]: writes every published frame to a recording (`serve --record DIR`).
+//! - [`replay`]: a recording served over WebSocket like live data (`tickwire replay --listen`).
 //! - [`registry`]: the instruments this server serves.
 //! - [`gateway`]: the WebSocket server and per-client sessions.
 //! - [`server`]: assembles all of it from a configuration.
@@ -19,8 +22,10 @@ pub mod cli;
 pub mod gateway;
 pub mod ingest;
 pub mod lvc;
+pub mod publisher;
 pub mod recorder;
 pub mod registry;
+pub mod replay;
 pub mod ring;
 pub mod sequencer;
 pub mod server;

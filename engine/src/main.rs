@@ -32,26 +32,42 @@ enum Command {
     /// N clients on loopback, tickwire beside a naive tokio-tungstenite server. Writes a
     /// report (JSON, .hgrm, SVG) to --out.
     Bench(tickwire_engine::bench::BenchArgs),
-    /// Write a recording's frames (from `serve --record`) to a file, filtered by time and
-    /// symbol: JSON lines as text clients get them, or the recorded frame bytes.
+    /// Play a recording (from `serve --record` or `import`): serve it over the same WebSocket
+    /// API as live data (--listen), or write its frames to a file (--out), filtered by time
+    /// and symbol, at the recorded pace or faster.
     Replay {
         /// The recording directory.
         dir: PathBuf,
-        /// Output file (`-` for stdout).
+        /// Serve the replay to WebSocket clients at ws://ADDR/ws.
+        #[arg(long, conflicts_with = "out", required_unless_present = "out")]
+        listen: Option<SocketAddr>,
+        /// Write the frames to this file instead (`-` for stdout).
         #[arg(long)]
-        out: PathBuf,
-        /// Output format.
+        out: Option<PathBuf>,
+        /// Output format with --out.
         #[arg(long, value_enum, default_value_t = cli::replay::OutFormat::Jsonl)]
         format: cli::replay::OutFormat,
-        /// Only frames published at or after this time (ns since the Unix epoch).
+        /// Pace: `max`, or a factor of the recorded pace (1, 10, 0.5). Default: max.
+        #[arg(long, default_value = "max")]
+        speed: tickwire_engine::replay::Speed,
+        /// Only frames recorded at or after this time (ns since the Unix epoch).
         #[arg(long)]
         from: Option<u64>,
-        /// Only frames published before this time (ns since the Unix epoch).
+        /// Only frames recorded before this time (ns since the Unix epoch).
         #[arg(long)]
         to: Option<u64>,
         /// Only these instruments, e.g. binance:BTCUSDT,binance:ETHUSDT.
         #[arg(long, value_delimiter = ',')]
         symbols: Vec<String>,
+        /// With --listen: start once this many clients have subscribed (0: at once).
+        #[arg(long, default_value_t = 1)]
+        wait_clients: u64,
+        /// With --listen: exit when the replay ends (clients get everything, then a close).
+        #[arg(long)]
+        exit_at_end: bool,
+        /// With --listen: clients must present this token.
+        #[arg(long, env = "TICKWIRE_TOKEN")]
+        token: Option<String>,
     },
     /// Run the built-in exchange simulator, the server and a console client together:
     /// live normalized data and latency within seconds, offline.
@@ -292,23 +308,65 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Replay {
             dir,
+            listen,
             out,
             format,
+            speed,
             from,
             to,
             symbols,
-        } => {
-            drop(runtime);
-            cli::replay::run(&cli::replay::ReplayArgs {
-                dir,
-                out,
-                format,
-                from,
-                to,
-                symbols,
-            })
-            .map(|_| ())
-        }
+            wait_clients,
+            exit_at_end,
+            token,
+        } => match (listen, out) {
+            (Some(listen), _) => {
+                init_logs("info");
+                runtime.block_on(async {
+                    let mut config = tickwire_engine::replay::ReplayConfig::new(dir, listen);
+                    config.speed = speed;
+                    config.from = from;
+                    config.to = to;
+                    config.symbols = symbols;
+                    config.wait_clients = wait_clients;
+                    config.gateway.token = token;
+                    let mut replay = tickwire_engine::replay::start(config).await?;
+                    println!(
+                        "tickwire replaying on {}{}  (try: tickwire watch --url {})",
+                        replay.ws_url(),
+                        if wait_clients > 0 {
+                            format!("; starts when {wait_clients} client(s) have subscribed")
+                        } else {
+                            String::new()
+                        },
+                        replay.ws_url()
+                    );
+                    if exit_at_end {
+                        tokio::select! {
+                            r = replay.finished() => r?,
+                            r = tokio::signal::ctrl_c() => r?,
+                        }
+                    } else {
+                        tokio::signal::ctrl_c().await?;
+                    }
+                    replay.shutdown().await;
+                    Ok(())
+                })
+            }
+            (None, Some(out)) => {
+                drop(runtime);
+                cli::replay::run(&cli::replay::ReplayArgs {
+                    dir,
+                    out,
+                    format,
+                    speed,
+                    from,
+                    to,
+                    symbols,
+                })
+                .map(|_| ())
+            }
+            (None, None) => anyhow::bail!("replay: pass --listen ADDR or --out FILE"),
+        },
         Command::Bench(args) => {
             init_logs("warn");
             drop(runtime);

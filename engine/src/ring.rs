@@ -292,6 +292,51 @@ impl Ring {
     }
 }
 
+/// Positions of the readers a writer chooses to wait for. The live engine never waits for a
+/// reader; a replay at full speed does wait for its lossless clients (so a backtest over
+/// WebSocket gets every frame instead of being lapped), through these marks.
+#[derive(Debug, Default)]
+pub struct Marks {
+    marks: std::sync::Mutex<Vec<std::sync::Weak<AtomicU64>>>,
+}
+
+/// One reader's published position (see [`Marks`]); dropping it withdraws the reader.
+#[derive(Debug)]
+pub struct Mark(Arc<AtomicU64>);
+
+impl Mark {
+    /// Declares that the reader has read everything before `pos`.
+    #[inline]
+    pub fn set(&self, pos: u64) {
+        self.0.store(pos, Ordering::Release);
+    }
+}
+
+impl Marks {
+    /// No readers.
+    pub fn new() -> Marks {
+        Marks::default()
+    }
+
+    /// Adds a reader positioned at `pos`.
+    pub fn register(&self, pos: u64) -> Mark {
+        let mark = Arc::new(AtomicU64::new(pos));
+        let mut g = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+        g.retain(|w| w.strong_count() > 0);
+        g.push(Arc::downgrade(&mark));
+        Mark(mark)
+    }
+
+    /// The lowest position of the readers still there; `None` when there are none.
+    pub fn min(&self) -> Option<u64> {
+        let g = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+        g.iter()
+            .filter_map(|w| w.upgrade())
+            .map(|m| m.load(Ordering::Acquire))
+            .min()
+    }
+}
+
 /// Pins the current thread for a batch of reads or writes.
 #[inline]
 pub fn pin() -> Guard {

@@ -1,8 +1,9 @@
 //! The sequencer: the single writer of the broadcast ring.
 //!
-//! It drains every ingest ring, gives each frame the next `seq` of its stream (instrument,
-//! channel), stamps `ts_publish`, records definitions, encodes the frame once (rkyv) and
-//! publishes it. It runs on its own thread: it spins briefly when idle, then parks until a
+//! It drains every ingest ring and publishes each frame through its [`Publisher`]: a fresh
+//! frame gets the next `seq` of its stream (instrument, channel) and `ts_publish` and is
+//! encoded once (rkyv); a frame sequenced elsewhere (an ingest node across NATS) goes in as
+//! it came. It runs on its own thread: it spins briefly when idle, then parks until a
 //! feed pushes (no busy-spinning by default).
 
 use std::collections::HashMap;
@@ -13,13 +14,13 @@ use std::time::Duration;
 
 use crossbeam::channel::{Receiver, Sender};
 use crossbeam::sync::{Parker, Unparker};
-use tickwire_feed::clock::now_ns;
-use tickwire_sdk::wire::{Body, Channel, Encoder, Frame, InstrumentInfo, Venue};
+use tickwire_sdk::wire::{Channel, Frame};
 
-use crate::ingest::IngestRing;
-use crate::lvc::{self, Lvc, Slot};
+use crate::ingest::{Inbound, IngestRing};
+use crate::lvc::Lvc;
+use crate::publisher::Publisher;
 use crate::registry::Registry;
-use crate::ring::{Entry, Ring, RingWriter, pin};
+use crate::ring::{Ring, pin};
 
 /// Frames taken from one ingest ring before looking at the others.
 const DRAIN_BATCH: usize = 256;
@@ -136,22 +137,18 @@ impl Drop for SequencerHandle {
 
 /// Starts the sequencer thread over a broadcast ring of `ring_capacity` entries.
 pub fn start(ring_capacity: usize, registry: Arc<Registry>) -> SequencerHandle {
-    let (writer, ring) = crate::ring::ring(ring_capacity);
+    let publisher = Publisher::new(ring_capacity, registry);
+    let ring = publisher.ring();
+    let lvc = publisher.lvc();
     let parker = Parker::new();
     let unparker = parker.unparker().clone();
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(SequencerStats::default());
     let (new_inputs, inputs_rx) = crossbeam::channel::unbounded();
-    let lvc = Arc::new(Lvc::new());
     let mut seq = Sequencer {
         inputs: Vec::new(),
         inputs_rx,
-        writer,
-        seqs: StreamSeqs::default(),
-        instruments: HashMap::new(),
-        registry,
-        lvc: lvc.clone(),
-        encoder: Encoder::new(),
+        publisher,
         stats: stats.clone(),
     };
     let stop2 = stop.clone();
@@ -174,13 +171,7 @@ pub fn start(ring_capacity: usize, registry: Arc<Registry>) -> SequencerHandle {
 struct Sequencer {
     inputs: Vec<Arc<IngestRing>>,
     inputs_rx: Receiver<Arc<IngestRing>>,
-    writer: RingWriter,
-    seqs: StreamSeqs,
-    /// Per instrument: its definition (once seen) and its cache slot.
-    instruments: HashMap<u32, (Option<Arc<InstrumentInfo>>, Slot)>,
-    registry: Arc<Registry>,
-    lvc: Arc<Lvc>,
-    encoder: Encoder,
+    publisher: Publisher,
     stats: Arc<SequencerStats>,
 }
 
@@ -194,7 +185,7 @@ impl Sequencer {
             let n = self.drain_once();
             if n > 0 {
                 idle = 0;
-                self.writer.wake_readers();
+                self.publisher.wake_readers();
                 continue;
             }
             self.stats.idle_passes.fetch_add(1, Ordering::Release);
@@ -220,10 +211,15 @@ impl Sequencer {
         for k in 0..self.inputs.len() {
             let mut taken = 0;
             while taken < DRAIN_BATCH {
-                let Some(frame) = self.inputs[k].pop() else {
+                let Some(inbound) = self.inputs[k].pop() else {
                     break;
                 };
-                self.publish(frame, &guard);
+                match inbound {
+                    Inbound::Fresh(frame) => self.publisher.publish(frame, &guard),
+                    Inbound::Encoded(frame, bytes) => {
+                        self.publisher.publish_encoded(&frame, bytes, &guard)
+                    }
+                }
                 taken += 1;
             }
             total += taken;
@@ -238,40 +234,5 @@ impl Sequencer {
                 .fetch_add(total as u64, Ordering::Relaxed);
         }
         total
-    }
-
-    #[inline]
-    fn publish(&mut self, mut frame: Frame, guard: &crossbeam::epoch::Guard) {
-        self.seqs.assign(&mut frame);
-        frame.ts_publish = now_ns();
-        let lvc = &self.lvc;
-        let (info, slot) = self
-            .instruments
-            .entry(frame.instrument)
-            .or_insert_with(|| (None, lvc.slot(frame.instrument)));
-        if let Body::Definition(d) = &frame.body
-            && let Some(venue) = Venue::from_id(frame.venue)
-        {
-            let defined = self.registry.define(InstrumentInfo {
-                id: frame.instrument,
-                venue,
-                symbol: d.symbol.clone(),
-                price_decimals: d.price_decimals,
-                qty_decimals: d.qty_decimals,
-            });
-            lvc::lock(slot).info = Some(defined.clone());
-            *info = Some(defined);
-        }
-        // The cache first, then the ring: a session that reads a state tagged seq S finds
-        // every later frame of the stream after its cursor.
-        let totals = {
-            let mut state = lvc::lock(slot);
-            state.apply(&frame);
-            matches!(frame.body, Body::Trade(_)).then_some(state.totals)
-        };
-        let info = info.clone();
-        let bytes: Box<[u8]> = self.encoder.encode(&frame).into();
-        self.writer
-            .publish(Entry::new(&frame, bytes, info, totals), guard);
     }
 }

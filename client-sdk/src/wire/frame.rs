@@ -209,6 +209,12 @@ pub enum StatusCode {
     Stale,
     /// Frames were conflated for this subscriber (a summary of what was folded).
     Conflated,
+    /// A replay of a recording starts: frames that follow come from the recording (with
+    /// their recorded timestamps). `seq` 0: part of no stream. The detail says what is played.
+    ReplayStart,
+    /// The replay reached the end of the recording (or of its time range); nothing follows.
+    /// `seq` 0.
+    ReplayEnd,
 }
 
 /// A change of feed or stream state.
@@ -391,6 +397,8 @@ impl From<&ArchivedStatusCode> for StatusCode {
             ArchivedStatusCode::Resynced => StatusCode::Resynced,
             ArchivedStatusCode::Stale => StatusCode::Stale,
             ArchivedStatusCode::Conflated => StatusCode::Conflated,
+            ArchivedStatusCode::ReplayStart => StatusCode::ReplayStart,
+            ArchivedStatusCode::ReplayEnd => StatusCode::ReplayEnd,
         }
     }
 }
@@ -405,6 +413,8 @@ impl StatusCode {
             StatusCode::Resynced => "resynced",
             StatusCode::Stale => "stale",
             StatusCode::Conflated => "conflated",
+            StatusCode::ReplayStart => "replay_start",
+            StatusCode::ReplayEnd => "replay_end",
         }
     }
 }

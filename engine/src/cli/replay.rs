@@ -1,6 +1,7 @@
 //! `tickwire replay DIR --out FILE`: a recording's frames, filtered by time and symbol, written
 //! as the public protocol's JSON lines or as the recorded frame bytes, at full speed with a
-//! progress bar. Damaged blocks are reported (file, offset) and skipped; the rest is written.
+//! progress bar, or paced on the recorded times (`--speed 1`: a live-like stream on stdout).
+//! Damaged blocks are reported (file, offset) and skipped; the rest is written.
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -9,6 +10,8 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use tickwire_sdk::recording::{Filter, Recording};
 use tickwire_sdk::wire::{Instruments, JsonOptions, json};
+
+use crate::replay::{Pacer, Speed};
 
 /// What `replay --out` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -27,6 +30,8 @@ pub struct ReplayArgs {
     pub out: PathBuf,
     /// Output format.
     pub format: OutFormat,
+    /// Pace of the writing (`Speed::Max`: as fast as possible).
+    pub speed: Speed,
     /// Only frames at or after this time (ns since the epoch; the frame's `ts_publish`).
     pub from: Option<u64>,
     /// Only frames before this time (ns since the epoch).
@@ -83,6 +88,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
     let mut summary = ReplaySummary::default();
     let mut line = Vec::with_capacity(512);
     let mut seen = 0u64;
+    let mut pacer = Pacer::new(args.speed);
+    let clock = std::time::Instant::now();
     for item in rec.frames(filter) {
         let f = match item {
             Ok(f) => f,
@@ -92,6 +99,14 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
                 continue;
             }
         };
+        let wait = pacer.wait(f.ts(), clock.elapsed().as_nanos() as u64);
+        if wait > 0 {
+            match w.flush() {
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
+                r => r.context("writing output")?,
+            }
+            std::thread::sleep(std::time::Duration::from_nanos(wait));
+        }
         let frame = f.frame();
         match args.format {
             OutFormat::Jsonl => {

@@ -145,7 +145,10 @@ impl Delivery {
             return;
         };
         if e.channel == Channel::Control {
-            if e.seq > sub.control_seq {
+            // seq 0: part of no stream (replay start and end markers): always delivered.
+            if e.seq == 0 {
+                self.push_entry(e);
+            } else if e.seq > sub.control_seq {
                 sub.control_seq = e.seq;
                 self.push_entry(e);
             }

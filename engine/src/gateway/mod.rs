@@ -53,6 +53,10 @@ pub struct GatewayConfig {
     pub token: Option<String>,
     /// If set, clients connect with TLS (`wss://`) using this certificate chain and key (PEM).
     pub tls: Option<tls::TlsFiles>,
+    /// If set, every session with a lossless subscription publishes its ring position here,
+    /// so that the ring's writer can wait for it (a replay at full speed does; the live
+    /// engine never sets this: it never waits for a client).
+    pub marks: Option<Arc<crate::ring::Marks>>,
 }
 
 impl Default for GatewayConfig {
@@ -69,6 +73,7 @@ impl Default for GatewayConfig {
             write_timeout: Duration::from_secs(10),
             token: None,
             tls: None,
+            marks: None,
         }
     }
 }
@@ -78,6 +83,8 @@ impl Default for GatewayConfig {
 pub struct GatewayStats {
     /// Connections open now.
     pub active: AtomicU64,
+    /// Connections with at least one subscription now.
+    pub subscribed: AtomicU64,
     /// Connections accepted since start.
     pub accepted: AtomicU64,
     /// Connections refused (limit reached, bad path, failed handshake).

@@ -30,7 +30,7 @@ use tickwire_sdk::wire::{Body, Frame};
 
 use super::GatewayCtx;
 use super::delivery::{Delivery, MAX_HELD_BYTES};
-use crate::ring::{Cursor, Read, pin};
+use crate::ring::{Cursor, Mark, Read, pin};
 
 /// Close code sent to a client that fell too far behind (application range 4000-4999).
 pub const CLOSE_SLOW_CONSUMER: u16 = 4001;
@@ -69,6 +69,8 @@ pub(crate) async fn run<S: Io>(ws: WebSocketStream<S>, peer: SocketAddr, ctx: Ar
         peer,
         cursor: ctx.ring.cursor_at_head(),
         delivery: Delivery::new(ctx.lvc.clone(), ctx.registry.clone()),
+        mark: None,
+        subscribed: false,
         busy_since: None,
         last_send: Instant::now(),
         last_heard: Instant::now(),
@@ -77,8 +79,12 @@ pub(crate) async fn run<S: Io>(ws: WebSocketStream<S>, peer: SocketAddr, ctx: Ar
     };
     let end = session.run(in_rx).await;
     reader.abort();
+    session.mark = None;
     let stats = session.delivery.stats;
     let g = &session.ctx.stats;
+    if session.subscribed {
+        g.subscribed.fetch_sub(1, Ordering::Relaxed);
+    }
     g.active.fetch_sub(1, Ordering::Relaxed);
     g.folded.fetch_add(stats.folded, Ordering::Relaxed);
     g.conflated.fetch_add(stats.conflated, Ordering::Relaxed);
@@ -144,6 +150,10 @@ struct Session<S: Io> {
     sink: WsSink<S>,
     cursor: Cursor,
     delivery: Delivery,
+    /// This session's ring position for a writer that waits for lossless readers (replay).
+    mark: Option<Mark>,
+    /// Counted in `GatewayStats::subscribed`.
+    subscribed: bool,
     /// When the write still outstanding started (the socket has not taken it yet).
     busy_since: Option<Instant>,
     last_send: Instant,
@@ -300,7 +310,32 @@ impl<S: Io> Session<S> {
         if let Some(missed) = lapped {
             return Err(self.slow_consumer(missed).await);
         }
+        if let Some(mark) = &self.mark {
+            mark.set(self.cursor.position());
+        }
         Ok(read)
+    }
+
+    /// After a control request: keeps `GatewayStats::subscribed` and this session's ring
+    /// mark (only lossless sessions hold a writer that waits for readers) up to date.
+    fn update_counts(&mut self) {
+        let subscribed = !self.delivery.subs.is_empty();
+        if subscribed != self.subscribed {
+            self.subscribed = subscribed;
+            let g = &self.ctx.stats.subscribed;
+            if subscribed {
+                g.fetch_add(1, Ordering::Relaxed);
+            } else {
+                g.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        match (&self.ctx.config.marks, self.delivery.subs.is_lossless()) {
+            (Some(marks), true) if self.mark.is_none() => {
+                self.mark = Some(marks.register(self.cursor.position()));
+            }
+            (_, false) => self.mark = None,
+            _ => {}
+        }
     }
 
     /// Feeds what delivery queued and starts one flush; if the socket does not take it all at
@@ -425,6 +460,7 @@ impl<S: Io> Session<S> {
                     self.ctx.config.max_subscriptions,
                     Instant::now(),
                 );
+                self.update_counts();
                 // Replies go out with the next write (at once unless the socket is busy).
                 None
             }
