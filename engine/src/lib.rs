@@ -13,12 +13,14 @@
 //! - [`recorder`]: writes every published frame to a recording (`serve --record DIR`).
 //! - [`replay`]: a recording served over WebSocket like live data (`tickwire replay --listen`).
 //! - [`registry`]: the instruments this server serves.
+//! - [`cluster`]: ingest and gateway nodes joined by NATS (`serve --role`).
 //! - [`gateway`]: the WebSocket server and per-client sessions.
 //! - [`server`]: assembles all of it from a configuration.
 //! - [`bench`]: the end-to-end latency harness (`tickwire bench`).
 
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod gateway;
 pub mod ingest;
 pub mod lvc;
