@@ -14,6 +14,9 @@ pub enum Inbound {
     /// A frame sequenced and encoded elsewhere (an ingest node across NATS), with its rkyv
     /// bytes: published as it came.
     Encoded(Frame, Box<[u8]>),
+    /// An instrument announced before any of its frames (a gateway node learns the cluster's
+    /// instruments from the ingest nodes' directories).
+    Define(tickwire_sdk::wire::InstrumentInfo),
 }
 
 /// A single-producer, single-consumer frame queue that wakes the sequencer on push.
@@ -37,20 +40,10 @@ impl IngestRing {
         self.queue.pop()
     }
 
-    /// Queues a frame sequenced elsewhere; gives it back if the ring is full.
+    /// Queues any item; gives it back if the ring is full.
     #[inline]
-    pub fn try_push_encoded(
-        &self,
-        frame: Frame,
-        bytes: Box<[u8]>,
-    ) -> Result<(), (Frame, Box<[u8]>)> {
-        let r = self
-            .queue
-            .push(Inbound::Encoded(frame, bytes))
-            .map_err(|i| match i {
-                Inbound::Encoded(f, b) => (f, b),
-                Inbound::Fresh(f) => (f, Box::default()),
-            });
+    pub fn try_push_inbound(&self, item: Inbound) -> Result<(), Inbound> {
+        let r = self.queue.push(item);
         self.wake.unpark();
         r
     }
@@ -69,9 +62,12 @@ impl IngestRing {
 impl FrameSink for IngestRing {
     #[inline]
     fn try_push(&self, frame: Frame) -> Result<(), PushError> {
-        let r = self.queue.push(Inbound::Fresh(frame)).map_err(|i| match i {
-            Inbound::Fresh(f) | Inbound::Encoded(f, _) => PushError::Full(f),
-        });
+        // What comes back from a full queue is the fresh frame just pushed.
+        let r = match self.queue.push(Inbound::Fresh(frame)) {
+            Ok(()) => Ok(()),
+            Err(Inbound::Fresh(f) | Inbound::Encoded(f, _)) => Err(PushError::Full(f)),
+            Err(Inbound::Define(_)) => Ok(()),
+        };
         self.wake.unpark();
         r
     }

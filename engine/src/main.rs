@@ -112,6 +112,16 @@ enum Command {
         /// The PEM private key of --tls-cert.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// What this process does: `all` (feeds and clients, no NATS), `ingest` (feeds,
+        /// frames to NATS), `gateway` (clients, frames from NATS).
+        #[arg(long, value_enum, default_value_t = tickwire_engine::cluster::Role::All)]
+        role: tickwire_engine::cluster::Role,
+        /// NATS server URL(s) of the cluster, comma-separated (with --role ingest|gateway).
+        #[arg(long, env = "TICKWIRE_NATS")]
+        nats: Option<String>,
+        /// This node's name, unique in the cluster (default: role-host-pid).
+        #[arg(long)]
+        node: Option<String>,
     },
     /// Run only the exchange simulator, speaking one venue's WebSocket dialect (offline).
     Sim {
@@ -278,11 +288,45 @@ fn main() -> anyhow::Result<()> {
             token,
             tls_cert,
             tls_key,
+            role,
+            nats,
+            node,
         } => {
+            use tickwire_engine::cluster::{ClusterConfig, Role};
             init_logs("info");
             runtime.block_on(async {
-                let (feeds, sim) = feeds(venue, symbols, ws_url, rest_url, sim_speed).await?;
+                let cluster = match (role, nats) {
+                    (Role::All, None) => None,
+                    (Role::All, Some(_)) => anyhow::bail!(
+                        "--nats needs --role ingest or --role gateway (the default role runs everything in one process)"
+                    ),
+                    (_, None) => anyhow::bail!(
+                        "--role {} needs --nats URL (the cluster's NATS servers, comma-separated)",
+                        if role == Role::Ingest { "ingest" } else { "gateway" }
+                    ),
+                    (role, Some(nats)) => Some(ClusterConfig {
+                        role,
+                        nats,
+                        node: node.unwrap_or_else(|| {
+                            format!(
+                                "{}-{}",
+                                if role == Role::Ingest { "ingest" } else { "gateway" },
+                                std::process::id()
+                            )
+                        }),
+                    }),
+                };
+                let (feeds, sim) = if role == Role::Gateway {
+                    anyhow::ensure!(
+                        venue.is_none() && symbols.is_empty(),
+                        "a gateway runs no feeds: drop --venue/--symbols (the ingest nodes run them)"
+                    );
+                    (Vec::new(), None)
+                } else {
+                    feeds(venue, symbols, ws_url, rest_url, sim_speed).await?
+                };
                 let mut config = ServerConfig::new(listen, feeds);
+                config.cluster = cluster;
                 config.gateway.token = token;
                 config.record = record.map(|dir| tickwire_engine::recorder::RecorderConfig {
                     dir,
@@ -293,11 +337,15 @@ fn main() -> anyhow::Result<()> {
                         Some(tickwire_engine::gateway::tls::TlsFiles { cert, key });
                 }
                 let server = server::start(config).await?;
-                println!(
-                    "tickwire serving on {}  (try: tickwire watch --url {})",
-                    server.ws_url(),
-                    server.ws_url()
-                );
+                if role == Role::Ingest {
+                    println!("tickwire ingest node publishing to NATS");
+                } else {
+                    println!(
+                        "tickwire serving on {}  (try: tickwire watch --url {})",
+                        server.ws_url(),
+                        server.ws_url()
+                    );
+                }
                 tokio::signal::ctrl_c().await?;
                 server.shutdown().await;
                 if let Some(sim) = sim {

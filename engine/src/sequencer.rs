@@ -219,6 +219,10 @@ impl Sequencer {
                     Inbound::Encoded(frame, bytes) => {
                         self.publisher.publish_encoded(&frame, bytes, &guard)
                     }
+                    Inbound::Define(info) => {
+                        self.publisher.define(info);
+                        continue;
+                    }
                 }
                 taken += 1;
             }

@@ -14,7 +14,8 @@ use tracing::info;
 use tickwire_feed::driver::{self, DriverConfig, DriverStats, Shutdown};
 use tickwire_feed::venue::VenueSpec;
 
-use crate::gateway::{self, GatewayConfig, GatewayStats};
+use crate::cluster::{self, ClusterConfig, Role};
+use crate::gateway::{self, GatewayConfig, GatewayStats, InterestHandle};
 use crate::recorder::{self, RecorderConfig, RecorderHandle};
 use crate::registry::Registry;
 use crate::sequencer::{self, SequencerHandle};
@@ -36,6 +37,8 @@ pub struct ServerConfig {
     pub gateway: GatewayConfig,
     /// Record every published frame to this recording (None: no recording).
     pub record: Option<RecorderConfig>,
+    /// Run as one node of a NATS cluster (None: the embedded single process).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl ServerConfig {
@@ -49,6 +52,7 @@ impl ServerConfig {
             driver: DriverConfig::default(),
             gateway: GatewayConfig::default(),
             record: None,
+            cluster: None,
         }
     }
 }
@@ -63,6 +67,8 @@ pub struct ServerHandle {
     feed_tasks: Vec<JoinHandle<()>>,
     gateway_task: Option<JoinHandle<()>>,
     recorder: Option<RecorderHandle>,
+    ingest_link: Option<cluster::ingest::IngestLink>,
+    edge: Option<Arc<cluster::edge::Edge>>,
     /// The instruments served.
     pub registry: Arc<Registry>,
     /// Per-feed driver counters, in feed order.
@@ -72,19 +78,36 @@ pub struct ServerHandle {
 }
 
 /// Starts feeds, sequencer and gateway. Returns once the gateway is listening.
-pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
+pub async fn start(mut config: ServerConfig) -> anyhow::Result<ServerHandle> {
     tickwire_feed::tls::install_crypto_provider();
+    let role = config.cluster.as_ref().map_or(Role::All, |c| c.role);
+    anyhow::ensure!(
+        role != Role::Gateway || config.feeds.is_empty(),
+        "a gateway node runs no feeds (drop --venue/--symbols; ingest nodes run them)"
+    );
     let tls = match &config.gateway.tls {
         Some(files) => Some(gateway::tls::acceptor(files)?),
         None => None,
     };
-    let listener = TcpListener::bind(config.listen).await.with_context(|| {
-        format!(
-            "cannot listen on {} (is another server running there? pass --listen)",
-            config.listen
-        )
-    })?;
-    let addr = listener.local_addr()?;
+    // An ingest node serves no clients.
+    let listener = if role == Role::Ingest {
+        None
+    } else {
+        Some(TcpListener::bind(config.listen).await.with_context(|| {
+            format!(
+                "cannot listen on {} (is another server running there? pass --listen)",
+                config.listen
+            )
+        })?)
+    };
+    let addr = match &listener {
+        Some(l) => l.local_addr()?,
+        None => config.listen,
+    };
+    let link = match &config.cluster {
+        Some(c) => Some(cluster::link::connect(&c.nats, &c.node).await?),
+        None => None,
+    };
     let registry = Arc::new(Registry::new());
     for spec in &config.feeds {
         for s in spec.symbols() {
@@ -97,6 +120,42 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         Some(r) => Some(recorder::start(sequencer.ring(), r.clone())?),
         None => None,
     };
+    let mut ingest_link = None;
+    let mut edge = None;
+    if let (Some(c), Some((client, events))) = (&config.cluster, link) {
+        match c.role {
+            Role::Ingest => {
+                let node = cluster::ingest::NodeId {
+                    name: c.node.clone(),
+                    epoch: tickwire_feed::clock::now_ns(),
+                };
+                ingest_link = Some(
+                    cluster::ingest::start(
+                        client,
+                        sequencer.ring(),
+                        sequencer.lvc(),
+                        registry.clone(),
+                        node,
+                    )
+                    .await?,
+                );
+            }
+            Role::Gateway => {
+                let input = sequencer.add_input(config.ingest_capacity);
+                let e =
+                    cluster::edge::start(client, events, input, registry.clone(), sequencer.lvc())
+                        .await?;
+                if !e.wait_directory(Duration::from_secs(3)).await {
+                    tracing::warn!(
+                        "no ingest node announced itself on NATS yet; clients can subscribe once one does"
+                    );
+                }
+                config.gateway.interest = Some(InterestHandle(e.clone()));
+                edge = Some(e);
+            }
+            Role::All => {}
+        }
+    }
     let (stop_feeds, feeds_rx) = Shutdown::new();
     let (stop_gateway, gateway_rx) = Shutdown::new();
     let mut feed_tasks = Vec::new();
@@ -115,16 +174,18 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         )));
     }
     let gateway_stats = Arc::new(GatewayStats::default());
-    let gateway_task = tokio::spawn(gateway::serve(
-        listener,
-        tls,
-        sequencer.ring(),
-        registry.clone(),
-        sequencer.lvc(),
-        config.gateway.clone(),
-        gateway_stats.clone(),
-        gateway_rx,
-    ));
+    let gateway_task = listener.map(|listener| {
+        tokio::spawn(gateway::serve(
+            listener,
+            tls,
+            sequencer.ring(),
+            registry.clone(),
+            sequencer.lvc(),
+            config.gateway.clone(),
+            gateway_stats.clone(),
+            gateway_rx,
+        ))
+    });
     Ok(ServerHandle {
         addr,
         tls: config.gateway.tls.is_some(),
@@ -132,8 +193,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         stop_gateway,
         sequencer: Some(sequencer),
         feed_tasks,
-        gateway_task: Some(gateway_task),
+        gateway_task,
         recorder,
+        ingest_link,
+        edge,
         registry,
         feed_stats,
         gateway_stats,
@@ -179,6 +242,12 @@ impl ServerHandle {
             })
             .await
             .ok();
+            if let Some(link) = self.ingest_link.take() {
+                link.stop().await;
+            }
+            if let Some(edge) = self.edge.take() {
+                edge.stop();
+            }
             if let Some(rec) = self.recorder.take() {
                 match tokio::task::spawn_blocking(move || rec.stop()).await {
                     Ok(Ok(())) => info!("recording closed"),

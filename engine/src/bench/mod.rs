@@ -307,7 +307,7 @@ fn runtime(name: &str, workers: usize) -> anyhow::Result<Runtime> {
 
 /// A server under test, running.
 enum Server {
-    Tickwire(server::ServerHandle),
+    Tickwire(Box<server::ServerHandle>),
     Naive {
         addr: SocketAddr,
         stop: watch::Sender<bool>,
@@ -383,9 +383,9 @@ const NAIVE_CAPACITY: usize = 1 << 16;
 async fn start_server(peer: Peer, spec: Arc<dyn VenueSpec>) -> anyhow::Result<Server> {
     let listen: SocketAddr = "127.0.0.1:0".parse()?;
     Ok(match peer {
-        Peer::Tickwire => {
-            Server::Tickwire(server::start(ServerConfig::new(listen, vec![spec])).await?)
-        }
+        Peer::Tickwire => Server::Tickwire(Box::new(
+            server::start(ServerConfig::new(listen, vec![spec])).await?,
+        )),
         Peer::Naive => {
             let (tx, _) = broadcast::channel(NAIVE_CAPACITY);
             let stats = Arc::new(naive::NaiveStats::default());

@@ -4,14 +4,9 @@
 //! each client is its own NATS connection subscribed to `md.<venue>.>`.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use bytes::Bytes;
 use tickwire_feed::clock::now_ns;
 use tickwire_feed::driver::{FrameSink, PushError};
@@ -21,60 +16,7 @@ use tokio::sync::mpsc;
 use super::naive::NaiveStats;
 use crate::sequencer::StreamSeqs;
 
-/// The `nats-server` binary, if installed (on `PATH`, or `/usr/sbin` where Debian puts it).
-pub fn find_server() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/bin")])
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file())
-}
-
-/// A `nats-server` child process on 127.0.0.1; killed on drop.
-pub struct NatsServer {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl NatsServer {
-    /// Starts `bin` on a free loopback port and waits (up to 10 s) until it accepts
-    /// connections.
-    pub fn start(bin: &std::path::Path) -> anyhow::Result<NatsServer> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let child = Command::new(bin)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut server = NatsServer { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            if let Some(status) = server.child.try_wait()? {
-                bail!("nats-server exited at start ({status}); is port {port} free?");
-            }
-            if Instant::now() > deadline {
-                bail!("nats-server did not listen on {addr} within 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(server)
-    }
-
-    /// `nats://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("nats://{}", self.addr)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use crate::cluster::nats_server::{NatsServer, find_server};
 
 #[derive(Default)]
 struct State {

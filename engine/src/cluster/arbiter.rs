@@ -102,6 +102,9 @@ enum Phase {
     CatchingUp { until: TradeKey, since: u64 },
 }
 
+/// A standby source's recent frames of one stream, oldest first.
+type Window = VecDeque<(Frame, Box<[u8]>)>;
+
 #[derive(Debug)]
 struct Stream {
     instrument: u32,
@@ -115,8 +118,11 @@ struct Stream {
     last_out: u64,
     /// Last trade forwarded.
     last_trade: Option<TradeKey>,
+    /// Clients were sent a `gap` or `stale` marker for this stream; a `resynced` one is due
+    /// with the next state.
+    marked: bool,
     phase: Phase,
-    standby: HashMap<Source, VecDeque<(Frame, Box<[u8]>)>>,
+    standby: HashMap<Source, Window>,
 }
 
 impl Stream {
@@ -129,6 +135,7 @@ impl Stream {
             last_in: 0,
             last_out: 0,
             last_trade: None,
+            marked: false,
             phase: Phase::Live,
             standby: HashMap::new(),
         }
@@ -272,6 +279,9 @@ impl Arbiter {
             return;
         }
         self.link_down = true;
+        for s in self.streams.values_mut() {
+            s.marked = true;
+        }
         let mut ids: Vec<u32> = self.streams.keys().map(|k| k.0).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -416,8 +426,11 @@ impl Arbiter {
             } else {
                 s.last_out as i64 + 1 - at as i64
             };
-            if !first && s.primary.is_some() {
+            if s.marked {
+                // Clients were told of a hole or a stale period: they are told it is over. A
+                // clean failover to a standby needs no marker: its snapshot is a new baseline.
                 resynced = true;
+                s.marked = false;
             }
             s.primary = Some(src.clone());
             s.standby.remove(src);
@@ -472,6 +485,7 @@ impl Arbiter {
                 buffer.retain(|(b, _, _)| b != src);
                 if from.as_ref() == Some(src) {
                     *from = None;
+                    s.marked = true;
                     resync.push((s.instrument, None));
                 }
                 continue;
@@ -496,6 +510,7 @@ impl Arbiter {
                 }
                 Channel::Quotes | Channel::Book => {
                     let node = standby.as_ref().map(|b| b.node.clone());
+                    s.marked |= node.is_none();
                     let mut buffer = Vec::new();
                     if let Some(sb) = &standby
                         && let Some(window) = s.standby.remove(sb)
@@ -514,16 +529,19 @@ impl Arbiter {
         resync.sort();
         resync.dedup();
         for (instrument, node) in resync {
-            out.push(Out::Marker {
-                instrument,
-                code: StatusCode::Gap,
-                detail: format!(
-                    "ingest node {} {why}; taking the state from {}",
-                    src.node,
-                    node.as_deref().unwrap_or("any other node")
-                ),
-                bad_book: true,
-            });
+            // With a standby the book goes on from its snapshot (a new baseline, nothing
+            // lost); without one, clients are told the state is unknown until a node answers.
+            if node.is_none() {
+                out.push(Out::Marker {
+                    instrument,
+                    code: StatusCode::Stale,
+                    detail: format!(
+                        "ingest node {} {why} and no other node has this instrument; waiting for one",
+                        src.node
+                    ),
+                    bad_book: true,
+                });
+            }
             out.push(Out::Snapshot { instrument, node });
         }
     }
@@ -668,6 +686,7 @@ fn forward(
     let hole = frame.seq > s.last_in + 1 && s.last_in > 0;
     if hole && s.snapshotted() && frame.flags & flags::SNAPSHOT == 0 {
         let from = s.primary.clone();
+        s.marked = true;
         out.push(Out::Marker {
             instrument: s.instrument,
             code: StatusCode::Gap,

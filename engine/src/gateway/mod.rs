@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::registry::Registry;
 use crate::ring::Ring;
+use tickwire_sdk::wire::Channel;
 
 /// Limits and timings of the gateway.
 #[derive(Debug, Clone)]
@@ -57,6 +58,33 @@ pub struct GatewayConfig {
     /// so that the ring's writer can wait for it (a replay at full speed does; the live
     /// engine never sets this: it never waits for a client).
     pub marks: Option<Arc<crate::ring::Marks>>,
+    /// If set, the streams clients subscribe to are asked for here first (a gateway node of
+    /// a cluster gets them from NATS); the embedded server has every stream in its ring.
+    pub interest: Option<InterestHandle>,
+}
+
+/// Where a gateway gets the streams its clients want when not every stream flows into its
+/// ring anyway (a gateway node of a cluster).
+pub trait Interest: Send + Sync {
+    /// Makes `streams` (instrument, channel) flow into the local ring; resolves once their
+    /// current state is in the local cache, or after a bounded wait. Counted: each call is
+    /// matched by one [`Interest::unwant`] of the same stream.
+    fn want(
+        self: Arc<Self>,
+        streams: Vec<(u32, Channel)>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+    /// One session no longer needs `streams`.
+    fn unwant(&self, streams: Vec<(u32, Channel)>);
+}
+
+/// A shared [`Interest`].
+#[derive(Clone)]
+pub struct InterestHandle(pub Arc<dyn Interest>);
+
+impl std::fmt::Debug for InterestHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interest")
+    }
 }
 
 impl Default for GatewayConfig {
@@ -74,6 +102,7 @@ impl Default for GatewayConfig {
             token: None,
             tls: None,
             marks: None,
+            interest: None,
         }
     }
 }

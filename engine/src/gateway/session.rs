@@ -28,8 +28,13 @@ use tracing::{debug, info};
 use tickwire_feed::clock::now_ns;
 use tickwire_sdk::wire::{Body, Frame};
 
+use std::collections::HashSet;
+
+use tickwire_sdk::wire::{Channel, instrument_id};
+
 use super::GatewayCtx;
 use super::delivery::{Delivery, MAX_HELD_BYTES};
+use super::protocol::{self, Request, SymbolSpec};
 use crate::ring::{Cursor, Mark, Read, pin};
 
 /// Close code sent to a client that fell too far behind (application range 4000-4999).
@@ -71,6 +76,7 @@ pub(crate) async fn run<S: Io>(ws: WebSocketStream<S>, peer: SocketAddr, ctx: Ar
         delivery: Delivery::new(ctx.lvc.clone(), ctx.registry.clone()),
         mark: None,
         subscribed: false,
+        wanted: HashSet::new(),
         busy_since: None,
         last_send: Instant::now(),
         last_heard: Instant::now(),
@@ -80,6 +86,9 @@ pub(crate) async fn run<S: Io>(ws: WebSocketStream<S>, peer: SocketAddr, ctx: Ar
     let end = session.run(in_rx).await;
     reader.abort();
     session.mark = None;
+    if let Some(interest) = &session.ctx.config.interest {
+        interest.0.unwant(session.wanted.drain().collect());
+    }
     let stats = session.delivery.stats;
     let g = &session.ctx.stats;
     if session.subscribed {
@@ -154,6 +163,8 @@ struct Session<S: Io> {
     mark: Option<Mark>,
     /// Counted in `GatewayStats::subscribed`.
     subscribed: bool,
+    /// Streams asked of the gateway's [`super::Interest`] (a cluster gateway node).
+    wanted: HashSet<(u32, Channel)>,
     /// When the write still outstanding started (the socket has not taken it yet).
     busy_since: Option<Instant>,
     last_send: Instant,
@@ -316,6 +327,83 @@ impl<S: Io> Session<S> {
         Ok(read)
     }
 
+    /// On a cluster gateway node: before a subscribe is handled, makes its streams flow and
+    /// waits until their state is in the local cache, so the client gets the same snapshot
+    /// the embedded server would send.
+    async fn want_requested(&mut self, text: &str) {
+        let Some(interest) = self.ctx.config.interest.clone() else {
+            return;
+        };
+        let Ok(Request::Subscribe {
+            symbols, channels, ..
+        }) = protocol::parse(text)
+        else {
+            return;
+        };
+        let served = self.ctx.registry.served_instruments();
+        let mut ids = Vec::new();
+        for spec in &symbols {
+            match spec {
+                SymbolSpec::Exact(s) => ids.push(instrument_id(s.venue, &s.symbol)),
+                SymbolSpec::Pattern { .. } => ids.extend(
+                    served
+                        .iter()
+                        .filter(|(v, s)| spec.matches(*v, s))
+                        .map(|(v, s)| instrument_id(*v, s)),
+                ),
+            }
+        }
+        let new: Vec<(u32, Channel)> = ids
+            .into_iter()
+            .filter(|id| self.ctx.registry.is_served(*id))
+            .flat_map(|id| {
+                channels
+                    .iter()
+                    .copied()
+                    .chain([Channel::Control])
+                    .map(move |c| (id, c))
+            })
+            .filter(|k| self.wanted.insert(*k))
+            .collect();
+        if !new.is_empty() {
+            interest.0.want(new).await;
+        }
+    }
+
+    /// On a cluster gateway node: keeps what this session asked of the interest equal to what
+    /// it is subscribed to (patterns include instruments announced since).
+    fn sync_interest(&mut self) {
+        let Some(interest) = self.ctx.config.interest.clone() else {
+            return;
+        };
+        let subs = &self.delivery.subs;
+        let mut current: HashSet<(u32, Channel)> = subs.streams().collect();
+        let patterns: Vec<(SymbolSpec, Vec<Channel>)> = subs
+            .patterns()
+            .map(|(s, c)| (s.clone(), c.to_vec()))
+            .collect();
+        if !patterns.is_empty() {
+            for (v, s) in self.ctx.registry.served_instruments() {
+                for (spec, channels) in &patterns {
+                    if spec.matches(v, &s) {
+                        let id = instrument_id(v, &s);
+                        current
+                            .extend(channels.iter().chain(&[Channel::Control]).map(|c| (id, *c)));
+                    }
+                }
+            }
+        }
+        let gone: Vec<(u32, Channel)> = self.wanted.difference(&current).copied().collect();
+        let new: Vec<(u32, Channel)> = current.difference(&self.wanted).copied().collect();
+        self.wanted = current;
+        if !gone.is_empty() {
+            interest.0.unwant(gone);
+        }
+        if !new.is_empty() {
+            tokio::spawn(interest.0.want(new));
+        }
+    }
+
     /// After a control request: keeps `GatewayStats::subscribed` and this session's ring
     /// mark (only lossless sessions hold a writer that waits for readers) up to date.
     fn update_counts(&mut self) {
@@ -455,12 +543,14 @@ impl<S: Io> Session<S> {
         self.last_heard = Instant::now();
         match m {
             Incoming::Text(t) => {
+                self.want_requested(t.as_str()).await;
                 self.delivery.on_request(
                     t.as_str(),
                     self.ctx.config.max_subscriptions,
                     Instant::now(),
                 );
                 self.update_counts();
+                self.sync_interest();
                 // Replies go out with the next write (at once unless the socket is busy).
                 None
             }
@@ -492,6 +582,9 @@ impl<S: Io> Session<S> {
     async fn on_tick(&mut self) -> Option<End> {
         let ctx = self.ctx.clone();
         let cfg = &ctx.config;
+        if cfg.interest.is_some() && self.delivery.subs.patterns().next().is_some() {
+            self.sync_interest();
+        }
         if self.last_heard.elapsed() > cfg.idle_timeout {
             let reason = format!(
                 "idle for {:?}: no message or pong from the client",

@@ -378,6 +378,23 @@ impl Subscriptions {
     pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
         self.by_id.keys().copied()
     }
+
+    /// Every subscribed stream: (instrument, channel), the control lane included for each
+    /// instrument.
+    pub fn streams(&self) -> impl Iterator<Item = (u32, Channel)> + '_ {
+        self.by_id.iter().flat_map(|(&id, sub)| {
+            Channel::SUBSCRIBABLE
+                .into_iter()
+                .filter(|c| sub.streams[c.index()].is_some())
+                .chain([Channel::Control])
+                .map(move |c| (id, c))
+        })
+    }
+
+    /// The patterns subscribed, with their channels.
+    pub fn patterns(&self) -> impl Iterator<Item = (&SymbolSpec, &[Channel])> + '_ {
+        self.patterns.iter().map(|(s, c, _)| (s, c.as_slice()))
+    }
 }
 
 #[cfg(test)]
