@@ -15,7 +15,7 @@ use tickwire_feed::driver::{self, DriverConfig, DriverStats, Shutdown};
 use tickwire_feed::venue::VenueSpec;
 
 use crate::gateway::{self, GatewayConfig, GatewayStats};
-use crate::recorder::{self, RecorderConfig, RecorderHandle};
+use crate::recorder::{self, RawQueue, RecorderConfig, RecorderHandle};
 use crate::registry::Registry;
 use crate::sequencer::{self, SequencerHandle};
 
@@ -34,8 +34,12 @@ pub struct ServerConfig {
     pub driver: DriverConfig,
     /// Gateway limits and timings.
     pub gateway: GatewayConfig,
-    /// Record every published frame to this recording (None: no recording).
+    /// Record every published frame to this recording (None: no recording). With
+    /// `options.keep_raw`, every feed's raw venue data is recorded too.
     pub record: Option<RecorderConfig>,
+    /// Run the client gateway (the default). False for a record-only process
+    /// (`tickwire record`): nothing listens, and [`ServerHandle::addr`] is `listen` unbound.
+    pub serve_clients: bool,
 }
 
 impl ServerConfig {
@@ -49,6 +53,7 @@ impl ServerConfig {
             driver: DriverConfig::default(),
             gateway: GatewayConfig::default(),
             record: None,
+            serve_clients: true,
         }
     }
 }
@@ -78,13 +83,20 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         Some(files) => Some(gateway::tls::acceptor(files)?),
         None => None,
     };
-    let listener = TcpListener::bind(config.listen).await.with_context(|| {
-        format!(
-            "cannot listen on {} (is another server running there? pass --listen)",
-            config.listen
-        )
-    })?;
-    let addr = listener.local_addr()?;
+    let listener = if config.serve_clients {
+        Some(TcpListener::bind(config.listen).await.with_context(|| {
+            format!(
+                "cannot listen on {} (is another server running there? pass --listen)",
+                config.listen
+            )
+        })?)
+    } else {
+        None
+    };
+    let addr = match &listener {
+        Some(l) => l.local_addr()?,
+        None => config.listen,
+    };
     let registry = Arc::new(Registry::new());
     for spec in &config.feeds {
         for s in spec.symbols() {
@@ -92,39 +104,53 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         }
     }
     let mut sequencer = sequencer::start(config.ring_capacity, registry.clone());
+    // One raw queue per feed when raw data is recorded.
+    let keep_raw = config.record.as_ref().is_some_and(|r| r.options.keep_raw);
+    let raw: Vec<Option<Arc<RawQueue>>> = config
+        .feeds
+        .iter()
+        .map(|_| keep_raw.then(|| Arc::new(RawQueue::new(recorder::RAW_QUEUE_CAPACITY))))
+        .collect();
     // Before any feed runs, so the recording starts with their first frames.
     let recorder = match &config.record {
-        Some(r) => Some(recorder::start(sequencer.ring(), r.clone())?),
+        Some(r) => Some(recorder::start(
+            sequencer.ring(),
+            r.clone(),
+            raw.iter().flatten().cloned().collect(),
+        )?),
         None => None,
     };
     let (stop_feeds, feeds_rx) = Shutdown::new();
     let (stop_gateway, gateway_rx) = Shutdown::new();
     let mut feed_tasks = Vec::new();
     let mut feed_stats = Vec::new();
-    for spec in &config.feeds {
+    for (spec, raw) in config.feeds.iter().zip(raw) {
         let ingest = sequencer.add_input(config.ingest_capacity);
         let stats = Arc::new(DriverStats::default());
         feed_stats.push(stats.clone());
         info!(venue = %spec.venue(), url = %spec.ws_url(), symbols = ?spec.symbols(), "starting feed");
-        feed_tasks.push(tokio::spawn(driver::run(
+        feed_tasks.push(tokio::spawn(driver::run_with_raw(
             spec.clone(),
             ingest,
+            raw.map(|q| q as Arc<dyn driver::RawSink>),
             config.driver.clone(),
             stats,
             feeds_rx.clone(),
         )));
     }
     let gateway_stats = Arc::new(GatewayStats::default());
-    let gateway_task = tokio::spawn(gateway::serve(
-        listener,
-        tls,
-        sequencer.ring(),
-        registry.clone(),
-        sequencer.lvc(),
-        config.gateway.clone(),
-        gateway_stats.clone(),
-        gateway_rx,
-    ));
+    let gateway_task = listener.map(|listener| {
+        tokio::spawn(gateway::serve(
+            listener,
+            tls,
+            sequencer.ring(),
+            registry.clone(),
+            sequencer.lvc(),
+            config.gateway.clone(),
+            gateway_stats.clone(),
+            gateway_rx,
+        ))
+    });
     Ok(ServerHandle {
         addr,
         tls: config.gateway.tls.is_some(),
@@ -132,7 +158,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         stop_gateway,
         sequencer: Some(sequencer),
         feed_tasks,
-        gateway_task: Some(gateway_task),
+        gateway_task,
         recorder,
         registry,
         feed_stats,
