@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use common::*;
 use tickwire_engine::cli::import::{self, ImportArgs, ImportFormat};
-use tickwire_engine::recorder::RecorderConfig;
+use tickwire_engine::recorder::{RawQueue, RecorderConfig};
+use tickwire_feed::driver::{self, RawMessage, RawSink};
 use tickwire_sdk::recording::{Filter, RawEvent, Recording, TimeRange, WriterOptions};
 use tickwire_sdk::wire::{Body, BookSide, Channel, Frame, Venue, flags};
 
@@ -719,4 +720,150 @@ fn the_shipped_recording_is_what_import_makes_of_the_capture() {
         .sum();
     assert!(size < 2 << 20, "the shipped recording grew to {size} bytes");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A raw sink that refuses the messages whose index is in `refuse`, as a full queue would.
+struct Refusing {
+    seen: std::sync::atomic::AtomicU64,
+    refuse: std::ops::Range<u64>,
+    taken: std::sync::Mutex<Vec<RawMessage>>,
+}
+
+impl RawSink for Refusing {
+    fn try_push_raw(&self, m: RawMessage) -> Result<(), RawMessage> {
+        let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.refuse.contains(&n) {
+            return Err(m);
+        }
+        self.taken.lock().unwrap().push(m);
+        Ok(())
+    }
+}
+
+/// The raw data is never lost silently: when the raw sink (the recorder's bounded queue) has
+/// no room, the feed driver does not wait (the frames go on), counts each lost message, and
+/// the next message it hands over carries the count; the recorder writes a `gap` record at
+/// that place and counts it; normalizing the recording again flags the book there (a
+/// `disconnected` status naming the loss) instead of building on a hole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_raw_queue_is_counted_and_marked_in_the_raw_data() {
+    let sim = capture_sim().await;
+    let mut spec = tickwire_feed::binance::BinanceSpot::new(vec!["btcusdt".into()])
+        .at(&sim.ws_url(), &sim.rest_url());
+    spec.snapshot_depth = 5000;
+    let sink = std::sync::Arc::new(Refusing {
+        seen: Default::default(),
+        refuse: 300..350,
+        taken: Default::default(),
+    });
+    let (frames_tx, frames_rx) = crossbeam::channel::unbounded::<Frame>();
+    let stats = std::sync::Arc::new(driver::DriverStats::default());
+    let (stop, stop_rx) = driver::Shutdown::new();
+    let task = tokio::spawn(driver::run_with_raw(
+        std::sync::Arc::new(spec),
+        std::sync::Arc::new(frames_tx),
+        Some(sink.clone() as std::sync::Arc<dyn RawSink>),
+        driver::DriverConfig::default(),
+        stats.clone(),
+        stop_rx,
+    ));
+    wait_subscribed(&sim, 3).await;
+    sim.run_items(1_000);
+    wait_for(
+        "the simulator to send its items",
+        Duration::from_secs(60),
+        || sim.status()["running"] == false,
+    )
+    .await;
+    let read = || stats.messages.load(std::sync::atomic::Ordering::Relaxed);
+    wait_for("the feed to read them", Duration::from_secs(30), || {
+        read() >= 900
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.trigger();
+    task.await.unwrap();
+    sim.shutdown().await;
+    assert_eq!(
+        stats.raw_lost.load(std::sync::atomic::Ordering::Relaxed),
+        50
+    );
+    let taken = std::mem::take(&mut *sink.taken.lock().unwrap());
+    assert_eq!(
+        taken.len() as u64 + 50,
+        sink.seen.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    let marked: Vec<(usize, u64)> = (taken.iter().enumerate())
+        .filter(|(_, m)| m.lost_before > 0)
+        .map(|(k, m)| (k, m.lost_before))
+        .collect();
+    assert_eq!(
+        marked,
+        [(300, 50)],
+        "the message after the loss carries its count"
+    );
+    assert!(frames_rx.len() > 1_000, "the frames were not held back");
+
+    // The recorder turns the count into a gap record, at its place, and counts it.
+    let dir = temp_dir("raw-gap");
+    let seq = tickwire_engine::sequencer::start(1 << 10, Default::default());
+    let queue = std::sync::Arc::new(RawQueue::new(taken.len() + 1));
+    let recorder = tickwire_engine::recorder::start(
+        seq.ring(),
+        RecorderConfig {
+            dir: dir.clone(),
+            options: WriterOptions {
+                keep_raw: true,
+                ..WriterOptions::default()
+            },
+        },
+        vec![queue.clone()],
+    )
+    .unwrap();
+    for m in taken {
+        queue.try_push_raw(m).expect("room");
+    }
+    let rstats = recorder.stats.clone();
+    recorder.stop().unwrap();
+    seq.stop();
+    assert_eq!(
+        rstats.raw_lost.load(std::sync::atomic::Ordering::Relaxed),
+        50
+    );
+    let rec = Recording::open(&dir).unwrap();
+    let gaps: Vec<usize> = (rec.raw_frames(TimeRange::ALL).enumerate())
+        .filter_map(|(k, r)| {
+            let r = r.unwrap();
+            matches!(RawEvent::decode(&r), Ok((1, RawEvent::Gap { lost: 50 }))).then_some(k)
+        })
+        .collect();
+    assert_eq!(gaps, [300]);
+
+    // Normalized again: the book is flagged where the messages are missing.
+    let again = temp_dir("raw-gap-again");
+    let summary = import_in_process(ImportFormat::Recording, &[&dir], &again);
+    assert_eq!(summary.errors, 0);
+    let frames = frames_of(&again);
+    let at = frames
+        .iter()
+        .position(|f| matches!(&f.body, Body::Status(s) if s.detail.contains("50 raw venue messages were lost")))
+        .expect("a status at the gap");
+    // No book frame after it is presented as sound until a new snapshot: here the raw data
+    // holds none, so the book stays unsynced (and says so).
+    let mut resynced = false;
+    for f in frames[at..].iter().filter(|f| f.channel() == Channel::Book) {
+        resynced |= matches!(f.body, Body::BookSnapshot(_));
+        assert!(
+            resynced || f.flags & flags::BAD_BOOK != 0,
+            "an unflagged book frame after the gap: {f:?}"
+        );
+    }
+    assert!(
+        frames[..at]
+            .iter()
+            .any(|f| matches!(f.body, Body::BookSnapshot(_))),
+        "the book was synced before the gap"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&again);
 }
