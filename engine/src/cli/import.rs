@@ -558,6 +558,10 @@ fn import_recording(
     let name = dir.display().to_string();
     let mut skipped_venue = 0u64;
     let mut last_ts = 0u64;
+    let mut end = None;
+    let first = args
+        .first
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     for (n, raw) in rec.raw_frames(TimeRange::ALL).enumerate() {
         if n % 1024 == 0 {
             bar.set_position(n as u64);
@@ -596,6 +600,12 @@ fn import_recording(
         if args.venue.is_some_and(|v| v != venue) {
             skipped_venue += 1;
             continue;
+        }
+        if let Some(first) = first {
+            let end = *end.get_or_insert(raw.ts_recv.saturating_add(first));
+            if raw.ts_recv >= end {
+                continue;
+            }
         }
         let origin = || format!("{name}: raw record at ts_recv {}", raw.ts_recv);
         last_ts = raw.ts_recv;
