@@ -103,6 +103,11 @@ enum Command {
         /// continued after cutting any torn tail); replay reads it back byte for byte.
         #[arg(long)]
         record: Option<PathBuf>,
+        /// With --record: also record every raw venue message (and REST snapshot), so the
+        /// recording can be normalized again after a parser fix (`tickwire import --format
+        /// recording`).
+        #[arg(long, requires = "record")]
+        record_raw: bool,
         /// Require this token from clients (`Authorization: Bearer <token>` or `?token=`).
         #[arg(long, env = "TICKWIRE_TOKEN", hide_env_values = true)]
         token: Option<String>,
@@ -122,6 +127,59 @@ enum Command {
         /// This node's name, unique in the cluster (default: role-host-pid).
         #[arg(long)]
         node: Option<String>,
+    },
+    /// Record only: feeds and sequencer into a recording, no client listener. Stops on
+    /// Ctrl-C, SIGTERM or after --duration, with the recording closed.
+    Record {
+        /// Venue to ingest. Omit to record the built-in simulator (offline).
+        #[arg(long)]
+        venue: Option<Venue>,
+        /// Comma-separated venue symbols, e.g. btcusdt,ethusdt (required with --venue).
+        #[arg(long, value_delimiter = ',')]
+        symbols: Vec<String>,
+        /// The recording directory (a new recording, or the one there continued).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also record every raw venue message, so the recording can be normalized again.
+        #[arg(long)]
+        record_raw: bool,
+        /// Stop after this many seconds (runs until Ctrl-C or SIGTERM otherwise).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Override the venue's WebSocket base URL (e.g. a `tickwire sim` at ws://127.0.0.1:9200).
+        #[arg(long)]
+        ws_url: Option<String>,
+        /// Override the venue's REST base URL (e.g. http://127.0.0.1:9200).
+        #[arg(long)]
+        rest_url: Option<String>,
+    },
+    /// Turn captures (hftbacktest, cryptofeed) or a recording's raw records into a recording,
+    /// through the venue normalizers, as the live feed would have recorded them.
+    Import {
+        /// The venue whose messages the captures hold (with --format recording: only this
+        /// venue's raw records; default all).
+        #[arg(long)]
+        venue: Option<Venue>,
+        /// The input format.
+        #[arg(long, value_enum)]
+        format: cli::import::ImportFormat,
+        /// Capture files (plain or gzip; several are merged by receive time), or with
+        /// --format recording one recording directory.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// The new recording's directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also keep the input messages as raw records (the new recording can be normalized
+        /// again).
+        #[arg(long)]
+        keep_raw: bool,
+        /// Only the first this many seconds of the input (by receive time).
+        #[arg(long)]
+        first: Option<f64>,
+        /// Exit with an error if any message could not be normalized.
+        #[arg(long)]
+        strict: bool,
     },
     /// Run only the exchange simulator, speaking one venue's WebSocket dialect (offline).
     Sim {
@@ -285,6 +343,7 @@ fn main() -> anyhow::Result<()> {
             rest_url,
             sim_speed,
             record,
+            record_raw,
             token,
             tls_cert,
             tls_key,
@@ -330,7 +389,10 @@ fn main() -> anyhow::Result<()> {
                 config.gateway.token = token;
                 config.record = record.map(|dir| tickwire_engine::recorder::RecorderConfig {
                     dir,
-                    options: Default::default(),
+                    options: tickwire_sdk::recording::WriterOptions {
+                        keep_raw: record_raw,
+                        ..Default::default()
+                    },
                 });
                 if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
                     config.gateway.tls =
@@ -353,6 +415,62 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             })
+        }
+        Command::Record {
+            venue,
+            symbols,
+            out,
+            record_raw,
+            duration,
+            ws_url,
+            rest_url,
+        } => {
+            init_logs("info");
+            if let Some(d) = duration {
+                anyhow::ensure!(
+                    d > 0.0 && d.is_finite(),
+                    "--duration must be a positive number of seconds"
+                );
+            }
+            runtime.block_on(async {
+                let (feeds, sim) = feeds(venue, symbols, ws_url, rest_url, 1.0).await?;
+                let args = cli::record::RecordArgs {
+                    out,
+                    record_raw,
+                    duration: duration.map(Duration::from_secs_f64),
+                };
+                let result = cli::record::run(feeds, args).await;
+                if let Some(sim) = sim {
+                    sim.shutdown().await;
+                }
+                result
+            })
+        }
+        Command::Import {
+            venue,
+            format,
+            inputs,
+            out,
+            keep_raw,
+            first,
+            strict,
+        } => {
+            init_logs("warn");
+            drop(runtime);
+            if let Some(f) = first {
+                anyhow::ensure!(
+                    f > 0.0 && f.is_finite(),
+                    "--first must be a positive number of seconds"
+                );
+            }
+            let mut args = cli::import::ImportArgs::new(venue, format, inputs, out);
+            args.keep_raw = keep_raw;
+            args.first = first.map(Duration::from_secs_f64);
+            args.strict = strict;
+            args.progress = true;
+            let summary = cli::import::run(&args)?;
+            eprint!("{}", summary.render(&args.out));
+            Ok(())
         }
         Command::Replay {
             dir,

@@ -6,6 +6,14 @@
 //! counter, and a `Gap` status frame written into the recording at the place of the loss. It
 //! never drops data silently. Blocks are handed to the OS when full and whenever the ring has
 //! been quiet for [`IDLE_FLUSH`], so a crash loses at most that much.
+//!
+//! With raw data on ([`WriterOptions::keep_raw`], `serve --record-raw`), each feed driver also
+//! hands it everything its normalizer was given (venue messages, REST snapshot bodies,
+//! connection events) through a bounded [`RawQueue`]; the recorder writes them as raw records
+//! (see `tickwire_sdk::recording`, "Raw records and feed events"), so `tickwire import
+//! --format recording` can normalize the recording again. The driver never waits for the
+//! queue: when it is full the message is lost, counted (`raw_lost` here and in the driver's
+//! stats), logged, and marked by a `gap` record in the raw data at the place of the loss.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,8 +22,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use crossbeam::queue::ArrayQueue;
 use tickwire_feed::clock::now_ns;
-use tickwire_sdk::recording::{RecordingWriter, WriterOptions};
+use tickwire_feed::driver::{RawKind, RawMessage, RawSink};
+use tickwire_sdk::recording::{RawEvent, RecordingWriter, WriterOptions};
 use tickwire_sdk::wire::{Body, Frame, Status, StatusCode, Venue};
 use tracing::{error, info};
 
@@ -25,6 +35,8 @@ use crate::ring::{Read, Ring, pin};
 pub const IDLE_FLUSH: Duration = Duration::from_millis(100);
 /// Entries read per pass before checking the clock and the stop flag.
 const PASS: usize = 4096;
+/// Raw messages a feed may have waiting for the recorder (`serve --record-raw`).
+pub const RAW_QUEUE_CAPACITY: usize = 1 << 15;
 
 /// Where and how to record.
 #[derive(Debug, Clone)]
@@ -46,6 +58,46 @@ pub struct RecorderStats {
     pub lost: AtomicU64,
     /// Write errors (the recorder stops at the first one; see the log).
     pub errors: AtomicU64,
+    /// Raw records written (venue messages and feed events).
+    pub raw: AtomicU64,
+    /// Raw messages lost because a raw queue was full (each loss is a `gap` record in the raw
+    /// data and an error in the log; the frames are complete).
+    pub raw_lost: AtomicU64,
+}
+
+/// A bounded queue of raw venue data from one feed driver to the recorder.
+pub struct RawQueue {
+    queue: ArrayQueue<RawMessage>,
+}
+
+impl RawQueue {
+    /// A queue of `capacity` messages.
+    pub fn new(capacity: usize) -> RawQueue {
+        RawQueue {
+            queue: ArrayQueue::new(capacity.max(1)),
+        }
+    }
+}
+
+impl RawSink for RawQueue {
+    #[inline]
+    fn try_push_raw(&self, message: RawMessage) -> Result<(), RawMessage> {
+        self.queue.push(message)
+    }
+}
+
+/// A raw message as a recording's raw record holds it.
+pub fn raw_event(message: &RawMessage) -> RawEvent<'_> {
+    match &message.kind {
+        RawKind::Message => RawEvent::Message(&message.bytes),
+        RawKind::Connect(symbols) => RawEvent::Connect { symbols },
+        RawKind::Snapshot(symbol) => RawEvent::Snapshot {
+            symbol,
+            body: &message.bytes,
+        },
+        RawKind::Stale(detail) => RawEvent::Stale { detail },
+        RawKind::Disconnect(reason) => RawEvent::Disconnect { reason },
+    }
 }
 
 /// A running recorder.
@@ -75,8 +127,14 @@ impl Drop for RecorderHandle {
     }
 }
 
-/// Opens (or creates) the recording and starts recording everything published from now on.
-pub fn start(ring: Ring, config: RecorderConfig) -> anyhow::Result<RecorderHandle> {
+/// Opens (or creates) the recording and starts recording everything published from now on,
+/// and the raw data pushed into `raw` (one queue per feed; empty unless
+/// [`WriterOptions::keep_raw`]).
+pub fn start(
+    ring: Ring,
+    config: RecorderConfig,
+    raw: Vec<Arc<RawQueue>>,
+) -> anyhow::Result<RecorderHandle> {
     let has_segments = std::fs::read_dir(&config.dir)
         .map(|d| {
             d.flatten()
@@ -100,7 +158,7 @@ pub fn start(ring: Ring, config: RecorderConfig) -> anyhow::Result<RecorderHandl
     let (stop2, stats2) = (stop.clone(), stats.clone());
     let thread = std::thread::Builder::new()
         .name("tickwire-recorder".into())
-        .spawn(move || run(ring, cursor, writer, stop2, stats2))
+        .spawn(move || run(ring, cursor, raw, writer, stop2, stats2))
         .context("starting the recorder thread")?;
     info!(dir = %config.dir.display(), "recording");
     Ok(RecorderHandle {
@@ -128,9 +186,40 @@ fn gap_frame(missed: u64) -> Frame {
     f
 }
 
+/// Writes up to `PASS` messages of each raw queue; returns how many.
+fn drain_raw(
+    raw: &[Arc<RawQueue>],
+    writer: &mut RecordingWriter,
+    scratch: &mut Vec<u8>,
+    stats: &RecorderStats,
+) -> Result<usize, tickwire_sdk::recording::RecordingError> {
+    let mut n = 0;
+    for q in raw {
+        for _ in 0..PASS {
+            let Some(m) = q.queue.pop() else {
+                break;
+            };
+            let venue = m.venue.id();
+            if m.lost_before > 0 {
+                stats.raw_lost.fetch_add(m.lost_before, Ordering::Relaxed);
+                error!(lost = m.lost_before, venue = %m.venue, "raw venue messages lost (the raw queue was full); a gap record marks the place");
+                let gap = RawEvent::Gap {
+                    lost: m.lost_before,
+                };
+                writer.append_raw_event(venue, m.ts_recv, &gap, scratch)?;
+            }
+            writer.append_raw_event(venue, m.ts_recv, &raw_event(&m), scratch)?;
+            n += 1;
+        }
+    }
+    stats.raw.fetch_add(n as u64, Ordering::Relaxed);
+    Ok(n)
+}
+
 fn run(
     ring: Ring,
     mut cursor: crate::ring::Cursor,
+    raw: Vec<Arc<RawQueue>>,
     mut writer: RecordingWriter,
     stop: Arc<AtomicBool>,
     stats: Arc<RecorderStats>,
@@ -142,8 +231,10 @@ fn run(
     let result = rt.block_on(async {
         let mut pending = false;
         let mut last_write = Instant::now();
+        let mut scratch = Vec::new();
         loop {
             let stopping = stop.load(Ordering::Acquire);
+            let raw_read = drain_raw(&raw, &mut writer, &mut scratch, &stats)?;
             let mut read = 0;
             {
                 let guard = pin();
@@ -164,7 +255,7 @@ fn run(
                     }
                 }
             }
-            if read > 0 {
+            if read > 0 || raw_read > 0 {
                 stats.frames.fetch_add(read as u64, Ordering::Relaxed);
                 pending = true;
                 last_write = Instant::now();

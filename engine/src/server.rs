@@ -16,7 +16,7 @@ use tickwire_feed::venue::VenueSpec;
 
 use crate::cluster::{self, ClusterConfig, Role};
 use crate::gateway::{self, GatewayConfig, GatewayStats, InterestHandle};
-use crate::recorder::{self, RecorderConfig, RecorderHandle};
+use crate::recorder::{self, RawQueue, RecorderConfig, RecorderHandle};
 use crate::registry::Registry;
 use crate::sequencer::{self, SequencerHandle};
 
@@ -35,10 +35,15 @@ pub struct ServerConfig {
     pub driver: DriverConfig,
     /// Gateway limits and timings.
     pub gateway: GatewayConfig,
-    /// Record every published frame to this recording (None: no recording).
+    /// Record every published frame to this recording (None: no recording). With
+    /// `options.keep_raw`, every feed's raw venue data is recorded too.
     pub record: Option<RecorderConfig>,
     /// Run as one node of a NATS cluster (None: the embedded single process).
     pub cluster: Option<ClusterConfig>,
+    /// Run the client gateway (the default). False for a record-only process
+    /// (`tickwire record`) and for an ingest node: nothing listens, and
+    /// [`ServerHandle::addr`] is `listen` unbound.
+    pub serve_clients: bool,
 }
 
 impl ServerConfig {
@@ -53,6 +58,7 @@ impl ServerConfig {
             gateway: GatewayConfig::default(),
             record: None,
             cluster: None,
+            serve_clients: true,
         }
     }
 }
@@ -90,15 +96,15 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<ServerHandle> {
         None => None,
     };
     // An ingest node serves no clients.
-    let listener = if role == Role::Ingest {
-        None
-    } else {
+    let listener = if config.serve_clients && role != Role::Ingest {
         Some(TcpListener::bind(config.listen).await.with_context(|| {
             format!(
                 "cannot listen on {} (is another server running there? pass --listen)",
                 config.listen
             )
         })?)
+    } else {
+        None
     };
     let addr = match &listener {
         Some(l) => l.local_addr()?,
@@ -115,9 +121,20 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<ServerHandle> {
         }
     }
     let mut sequencer = sequencer::start(config.ring_capacity, registry.clone());
+    // One raw queue per feed when raw data is recorded.
+    let keep_raw = config.record.as_ref().is_some_and(|r| r.options.keep_raw);
+    let raw: Vec<Option<Arc<RawQueue>>> = config
+        .feeds
+        .iter()
+        .map(|_| keep_raw.then(|| Arc::new(RawQueue::new(recorder::RAW_QUEUE_CAPACITY))))
+        .collect();
     // Before any feed runs, so the recording starts with their first frames.
     let recorder = match &config.record {
-        Some(r) => Some(recorder::start(sequencer.ring(), r.clone())?),
+        Some(r) => Some(recorder::start(
+            sequencer.ring(),
+            r.clone(),
+            raw.iter().flatten().cloned().collect(),
+        )?),
         None => None,
     };
     let mut ingest_link = None;
@@ -160,14 +177,15 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<ServerHandle> {
     let (stop_gateway, gateway_rx) = Shutdown::new();
     let mut feed_tasks = Vec::new();
     let mut feed_stats = Vec::new();
-    for spec in &config.feeds {
+    for (spec, raw) in config.feeds.iter().zip(raw) {
         let ingest = sequencer.add_input(config.ingest_capacity);
         let stats = Arc::new(DriverStats::default());
         feed_stats.push(stats.clone());
         info!(venue = %spec.venue(), url = %spec.ws_url(), symbols = ?spec.symbols(), "starting feed");
-        feed_tasks.push(tokio::spawn(driver::run(
+        feed_tasks.push(tokio::spawn(driver::run_with_raw(
             spec.clone(),
             ingest,
+            raw.map(|q| q as Arc<dyn driver::RawSink>),
             config.driver.clone(),
             stats,
             feeds_rx.clone(),

@@ -37,11 +37,38 @@ pub enum RecordKind {
     },
 }
 
+/// Which line format a line is in (several may appear in one file: an hftbacktest capture
+/// has bare REST snapshot lines among its `<ns> <frame>` lines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LineForm {
+    /// `{...}` or `[...]`: a frame with no receive time.
+    Bare,
+    /// hftbacktest: `<receive time ns> <frame>`.
+    Hftbacktest,
+    /// cryptofeed: `<secs.frac>: <frame>` or `<url> <dir> <secs>[: <payload>]`.
+    Cryptofeed,
+}
+
+impl LineForm {
+    /// How the form looks, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            LineForm::Bare => "a bare JSON frame without a receive time",
+            LineForm::Hftbacktest => "an hftbacktest line `<ns> <frame>`",
+            LineForm::Cryptofeed => {
+                "a cryptofeed line `<secs>: <frame>` or `<url> <dir> <secs>: ...`"
+            }
+        }
+    }
+}
+
 /// One captured line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// 1-based line number in the file.
     pub line: u64,
+    /// The line's format.
+    pub form: LineForm,
     /// Receive time in ns since the Unix epoch, if the capture has one.
     pub ts_ns: Option<u64>,
     /// What the line holds.
@@ -198,15 +225,16 @@ impl Iterator for CaptureReader {
 
 /// Parses one line (without its newline). `None` if it is in no known format.
 pub fn parse_line(line: &[u8], line_no: u64) -> Option<Record> {
-    let record = |ts_ns, kind, payload: &[u8]| Record {
+    let record = |form, ts_ns, kind, payload: &[u8]| Record {
         line: line_no,
+        form,
         ts_ns,
         kind,
         payload: payload.to_vec(),
     };
     let first = *line.first()?;
     if first == b'{' || first == b'[' {
-        return Some(record(None, RecordKind::Received, line));
+        return Some(record(LineForm::Bare, None, RecordKind::Received, line));
     }
     if first.is_ascii_digit() {
         // `<ns> <frame>` or `<secs.frac>: <frame>`.
@@ -215,13 +243,23 @@ pub fn parse_line(line: &[u8], line_no: u64) -> Option<Record> {
         if rest.first() == Some(&b':') {
             let ts = secs_to_ns(num)?;
             let payload = rest[1..].strip_prefix(b" ").unwrap_or(&rest[1..]);
-            return Some(record(Some(ts), RecordKind::Received, payload));
+            return Some(record(
+                LineForm::Cryptofeed,
+                Some(ts),
+                RecordKind::Received,
+                payload,
+            ));
         }
         if !num.iter().all(u8::is_ascii_digit) {
             return None;
         }
         let ts = std::str::from_utf8(num).ok()?.parse::<u64>().ok()?;
-        return Some(record(Some(ts), RecordKind::Received, &rest[1..]));
+        return Some(record(
+            LineForm::Hftbacktest,
+            Some(ts),
+            RecordKind::Received,
+            &rest[1..],
+        ));
     }
     // `<url> <dir> <secs>[: <payload>]`
     let text = std::str::from_utf8(line).ok()?;
@@ -239,7 +277,12 @@ pub fn parse_line(line: &[u8], line_no: u64) -> Option<Record> {
         "<->" => RecordKind::Connect { url },
         _ => return None,
     };
-    Some(record(Some(ts), kind, payload.as_bytes()))
+    Some(record(
+        LineForm::Cryptofeed,
+        Some(ts),
+        kind,
+        payload.as_bytes(),
+    ))
 }
 
 /// `"1633998512.0633569"` -> ns since the epoch, exactly (no float rounding).
@@ -258,13 +301,16 @@ mod tests {
         assert_eq!(r.ts_ns, Some(1_723_161_253_937_085_768));
         assert_eq!(r.payload, br#"{"stream":"x"}"#);
         assert_eq!(r.kind, RecordKind::Received);
+        assert_eq!(r.form, LineForm::Hftbacktest);
 
         let r = parse_line(br#"1633998512.0633569: {"a":1}"#, 2).unwrap();
         assert_eq!(r.ts_ns, Some(1_633_998_512_063_356_900));
         assert_eq!(r.payload, br#"{"a":1}"#);
+        assert_eq!(r.form, LineForm::Cryptofeed);
 
         let r = parse_line(br#"{"lastUpdateId":1}"#, 3).unwrap();
         assert_eq!(r.ts_ns, None);
+        assert_eq!(r.form, LineForm::Bare);
 
         let r = parse_line(
             br#"https://api.binance.com/api/v3/depth?symbol=NKNUSDT&limit=1000 -> 1633998512.320639: {"lastUpdateId":1}"#,
@@ -278,6 +324,7 @@ mod tests {
         let r = parse_line(b"wss://ws.kraken.com <-> 1618678132.3858151", 5).unwrap();
         assert!(matches!(r.kind, RecordKind::Connect { .. }));
         assert!(r.payload.is_empty());
+        assert_eq!(r.form, LineForm::Cryptofeed);
 
         let r = parse_line(
             br#"wss://ws.kraken.com <- 1618678132.8253062: {"event":"subscribe"}"#,

@@ -72,6 +72,25 @@
 //! - Raw record: `u64 ts_recv`, `u16 venue` id, then the message bytes as the venue sent
 //!   them. Its timestamp is `ts_recv`.
 //!
+//! ## Raw records and feed events
+//!
+//! Raw records are kept so that a recording can be normalized again (after a parser fix); a
+//! normalizer needs, besides the venue's messages, the other events its feed gave it, in the
+//! same order. A raw record whose `venue` field has bit 15 set ([`RAW_EVENT_FLAG`]) is such a
+//! feed event of the venue in bits 0-14; its bytes are one UTF-8 line (no newline at the end):
+//!
+//! ```text
+//! connect SYMBOLS      the connection was opened and subscribed; SYMBOLS: the ones the feed
+//!                      was configured for, comma-separated, as the venue spells them
+//! snapshot SYMBOL      then `\n` and the body of the REST book snapshot requested for SYMBOL
+//! stale DETAIL         no message arrived for a while
+//! disconnect REASON    the connection ended
+//! gap N                N raw records are missing here (the recorder fell behind the feed)
+//! ```
+//!
+//! Readers that only want venue messages skip records with bit 15 set. [`RawEvent`] reads
+//! and writes them.
+//!
 //! ## Index and footer
 //!
 //! When a segment is closed (rotation, `close`, or recovery of a sound segment), its last
@@ -127,6 +146,7 @@ mod error;
 mod files;
 mod filter;
 pub mod format;
+mod raw;
 mod reader;
 pub mod scan;
 mod writer;
@@ -135,5 +155,6 @@ pub use error::{CorruptBlock, RecordingError};
 pub use files::{parse_segment_name, segment_name};
 pub use filter::{Filter, TimeRange};
 pub use format::{FORMAT_VERSION, RawRecord, SegmentHeader, SegmentMeta, frame_time};
+pub use raw::{RAW_EVENT_FLAG, RawEvent};
 pub use reader::{FrameRef, Frames, RawFrames, Recording, SegmentInfo, TornTail};
 pub use writer::{Cut, FsyncPolicy, RecordingWriter, Recovery, WRITER_NAME, WriterOptions};

@@ -4,10 +4,11 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use tickwire_feed::capture::{CaptureReader, Record, RecordKind};
+use tickwire_feed::capture::{CaptureReader, Record};
 use tickwire_feed::{Normalizer, Output};
 use tickwire_sdk::wire::{Encoder, Instruments, JsonOptions, Venue, access, json};
 
+use super::import::{capture_event, normalize_event};
 use crate::sequencer::StreamSeqs;
 
 /// Options of `tickwire normalize`.
@@ -36,34 +37,14 @@ pub fn run(args: &NormalizeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     for (file, r) in records {
         o.clear();
         let ts = r.ts_ns.unwrap_or(0);
-        let http_symbol = r.url_symbol().map(str::to_string);
-        let Record {
-            line: line_no,
-            kind,
-            payload,
-            ..
-        } = r;
-        let result = match &kind {
-            RecordKind::Received => normalizer.on_message(&payload, ts, &mut o),
-            RecordKind::Http { .. } => match &http_symbol {
-                Some(symbol) => normalizer.on_snapshot(symbol, &payload, ts, &mut o),
-                // A REST body without a symbol in its URL: the normalizer ties it to the
-                // one book waiting for a snapshot.
-                None => normalizer.on_message(&payload, ts, &mut o),
-            },
-            RecordKind::Connect { .. } => {
-                connects += 1;
-                if connects > 1 {
-                    normalizer.on_disconnect(ts, "capture: the connection was reopened", &mut o);
-                }
-                Ok(())
-            }
-            RecordKind::Sent { .. } => Ok(()),
+        let result = match capture_event(&r, &mut connects) {
+            Some(event) => normalize_event(normalizer.as_mut(), ts, &event, &mut o),
+            None => Ok(()),
         };
         if let Err(e) = result {
             errors += 1;
             if errors <= 20 {
-                eprintln!("{}:{line_no}: skipped: {e}", names[file]);
+                eprintln!("{}:{}: skipped: {e}", names[file], r.line);
             }
         }
         for mut frame in o.frames.drain(..) {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -24,7 +25,7 @@ use crate::clock::now_ns;
 use crate::normalizer::{Action, NormalizeError, Normalizer, Output};
 use crate::venue::VenueSpec;
 pub use backoff::Backoff;
-pub use sink::{FrameSink, PushError};
+pub use sink::{FrameSink, PushError, RawKind, RawMessage, RawSink};
 use snapshot::{SnapshotFetcher, SnapshotReply};
 
 /// Bytes per socket read of the venue connection (see `Driver::session`).
@@ -88,6 +89,9 @@ pub struct DriverStats {
     pub sink_full: AtomicU64,
     /// REST snapshots received.
     pub snapshots: AtomicU64,
+    /// Raw messages the raw sink (a recorder of raw data) had no room for. Each loss is
+    /// logged and marked where it happened in the raw data (see [`RawMessage::lost_before`]).
+    pub raw_lost: AtomicU64,
 }
 
 /// Handle to stop a driver.
@@ -114,9 +118,26 @@ pub async fn run(
     sink: Arc<dyn FrameSink>,
     config: DriverConfig,
     stats: Arc<DriverStats>,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_with_raw(spec, sink, None, config, stats, shutdown).await
+}
+
+/// [`run`], also handing everything given to the normalizer (venue messages, REST snapshot
+/// bodies, connection events) to `raw`, when there is one (`serve --record-raw`). Without a
+/// raw sink this costs one branch per message.
+pub async fn run_with_raw(
+    spec: Arc<dyn VenueSpec>,
+    sink: Arc<dyn FrameSink>,
+    raw: Option<Arc<dyn RawSink>>,
+    config: DriverConfig,
+    stats: Arc<DriverStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut driver = Driver {
+        raw,
+        raw_lost_pending: 0,
+        raw_logged: RateLimit::new(Duration::from_secs(1)),
         normalizer: spec.new_normalizer(),
         out: Output::new(),
         sink,
@@ -138,9 +159,13 @@ pub async fn run(
         let reason = driver.session(generation, &mut shutdown).await;
         let stopping = *shutdown.borrow() || driver.sink_closed;
         driver.stats.disconnects.fetch_add(1, Ordering::Relaxed);
+        let ts = now_ns();
+        driver
+            .tap_final(ts, RawKind::Disconnect(reason.clone()))
+            .await;
         driver
             .normalizer
-            .on_disconnect(now_ns(), &reason, &mut driver.out);
+            .on_disconnect(ts, &reason, &mut driver.out);
         let _ = driver.flush().await;
         if stopping {
             info!(venue = %driver.spec.venue(), sink_closed = driver.sink_closed, "feed stopped");
@@ -169,6 +194,11 @@ struct Driver {
     errors_logged: RateLimit,
     /// The sink has no reader any more.
     sink_closed: bool,
+    /// Where raw venue data goes, when it is recorded.
+    raw: Option<Arc<dyn RawSink>>,
+    /// Raw messages refused by `raw` since the last one it took.
+    raw_lost_pending: u64,
+    raw_logged: RateLimit,
 }
 
 impl Driver {
@@ -204,7 +234,9 @@ impl Driver {
                 return format!("subscribe failed: {e}");
             }
         }
-        self.normalizer.on_connect(now_ns(), &mut self.out);
+        let ts = now_ns();
+        self.tap_connect(ts);
+        self.normalizer.on_connect(ts, &mut self.out);
         if !self.flush().await {
             return "nobody reads this feed any more".to_string();
         }
@@ -227,11 +259,18 @@ impl Driver {
                     last_rx = Instant::now();
                     if stale {
                         stale = false;
+                        self.tap_connect(ts);
                         self.normalizer.on_connect(ts, &mut self.out);
                     }
                     match msg {
-                        Some(Ok(Message::Text(t))) => self.on_payload(t.as_bytes(), ts),
-                        Some(Ok(Message::Binary(b))) => self.on_payload(&b, ts),
+                        Some(Ok(Message::Text(t))) => {
+                            self.tap(ts, RawKind::Message, || Bytes::from(t.clone()));
+                            self.on_payload(t.as_bytes(), ts)
+                        }
+                        Some(Ok(Message::Binary(b))) => {
+                            self.tap(ts, RawKind::Message, || b.clone());
+                            self.on_payload(&b, ts)
+                        }
                         Some(Ok(Message::Ping(_))) => {
                             // tungstenite queued the pong; push it out now.
                             if let Err(e) = write.flush().await {
@@ -259,7 +298,9 @@ impl Driver {
                     }
                     if silent >= self.config.stale_after && !stale {
                         stale = true;
-                        self.normalizer.on_stale(now_ns(), &format!("no message for {silent:.1?}"), &mut self.out);
+                        let (ts, detail) = (now_ns(), format!("no message for {silent:.1?}"));
+                        self.tap(ts, RawKind::Stale(detail.clone()), Bytes::new);
+                        self.normalizer.on_stale(ts, &detail, &mut self.out);
                     }
                     let ping = match self.spec.app_ping() {
                         Some(text) => Message::text(text),
@@ -321,6 +362,12 @@ impl Driver {
         match reply.body {
             Ok(body) => {
                 self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
+                let body = Bytes::from(body);
+                self.tap(
+                    reply.ts_recv,
+                    RawKind::Snapshot(reply.symbol.clone()),
+                    || body.clone(),
+                );
                 if let Err(e) =
                     self.normalizer
                         .on_snapshot(&reply.symbol, &body, reply.ts_recv, &mut self.out)
@@ -335,6 +382,70 @@ impl Driver {
                         .retry(reply.symbol, url, generation, snap_tx.clone());
                 }
             }
+        }
+    }
+
+    /// Hands one raw record to the raw sink, if there is one. Never waits: a refused record
+    /// is counted and logged, and the next record taken carries the count.
+    #[inline]
+    fn tap(&mut self, ts_recv: u64, kind: RawKind, bytes: impl FnOnce() -> Bytes) {
+        let Some(raw) = &self.raw else {
+            return;
+        };
+        let message = self.raw_message(ts_recv, kind, bytes());
+        match raw.try_push_raw(message) {
+            Ok(()) => self.raw_lost_pending = 0,
+            Err(_) => self.raw_lost(),
+        }
+    }
+
+    /// [`Self::tap`] for a connection's last record: waits up to a second for room, so the
+    /// raw data ends with its disconnect and the count of any loss before it.
+    async fn tap_final(&mut self, ts_recv: u64, kind: RawKind) {
+        let Some(raw) = self.raw.clone() else {
+            return;
+        };
+        let mut message = self.raw_message(ts_recv, kind, Bytes::new());
+        for _ in 0..200 {
+            match raw.try_push_raw(message) {
+                Ok(()) => {
+                    self.raw_lost_pending = 0;
+                    return;
+                }
+                Err(back) => message = back,
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.raw_lost();
+    }
+
+    fn tap_connect(&mut self, ts_recv: u64) {
+        if self.raw.is_some() {
+            let symbols = self.spec.symbols().join(",");
+            self.tap(ts_recv, RawKind::Connect(symbols), Bytes::new);
+        }
+    }
+
+    fn raw_message(&self, ts_recv: u64, kind: RawKind, bytes: Bytes) -> RawMessage {
+        RawMessage {
+            venue: self.spec.venue(),
+            ts_recv,
+            kind,
+            bytes,
+            lost_before: self.raw_lost_pending,
+        }
+    }
+
+    #[cold]
+    fn raw_lost(&mut self) {
+        self.raw_lost_pending += 1;
+        self.stats.raw_lost.fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = self.raw_logged.allow() {
+            tracing::error!(
+                venue = %self.spec.venue(),
+                suppressed,
+                "raw recording queue full: a raw venue message was lost (the recording marks the gap; its frames are complete)"
+            );
         }
     }
 
