@@ -408,7 +408,8 @@ fn main() -> anyhow::Result<()> {
                         server.ws_url()
                     );
                 }
-                tokio::signal::ctrl_c().await?;
+                let why = cli::record::stop_signal().await?;
+                tracing::info!("{why}: shutting down");
                 server.shutdown().await;
                 if let Some(sim) = sim {
                     sim.shutdown().await;
@@ -509,10 +510,10 @@ fn main() -> anyhow::Result<()> {
                     if exit_at_end {
                         tokio::select! {
                             r = replay.finished() => r?,
-                            r = tokio::signal::ctrl_c() => r?,
+                            r = cli::record::stop_signal() => { r?; }
                         }
                     } else {
-                        tokio::signal::ctrl_c().await?;
+                        cli::record::stop_signal().await?;
                     }
                     replay.shutdown().await;
                     Ok(())

@@ -51,8 +51,9 @@ async fn node(args: &[&str]) -> Node {
                 .position(|a| *a == "--node")
                 .map(|i| args[i + 1].to_string())
                 .unwrap_or_else(|| "embedded".into());
-            let path =
-                std::path::Path::new(&dir).join(format!("{name}-{}.log", std::process::id()));
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = std::path::Path::new(&dir).join(format!("{n:02}-{name}.log"));
             Stdio::from(std::fs::File::create(path).expect("a log file"))
         }
         None => Stdio::null(),
@@ -209,6 +210,34 @@ async fn read_until_quiet(ws: &mut Ws, sim: &SimHandle, got: &mut Got, quiet: Du
     }
 }
 
+/// Reads until the client has the trade `last_id` (a failover pauses a stream for about the
+/// node timeout, longer than any quiet period a reader could wait for).
+async fn read_until_trade(ws: &mut Ws, got: &mut Got, last_id: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !trades(got).iter().any(|t| t.0 >= last_id) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "trade {last_id} never came: {} trades",
+            trades(got).len()
+        );
+        read_for(ws, got, Duration::from_millis(200)).await;
+    }
+    // The book's failover (a snapshot asked of the standby) may finish a little after.
+    read_for(ws, got, Duration::from_millis(1_500)).await;
+}
+
+/// Reads until the client's book has `expected`'s top levels (a gateway behind a backlog gets
+/// there later), for 60 s at most; the caller asserts.
+async fn read_until_book(ws: &mut Ws, got: &mut Got, expected: &L2Book) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let want = top(expected);
+    while top(&book_of(&got.frames().collect::<Vec<_>>())) != want
+        && tokio::time::Instant::now() < deadline
+    {
+        read_for(ws, got, Duration::from_millis(300)).await;
+    }
+}
+
 /// Reads for `d` at most.
 async fn read_for(ws: &mut Ws, got: &mut Got, d: Duration) {
     let deadline = tokio::time::Instant::now() + d;
@@ -229,6 +258,34 @@ fn content(f: &Frame) -> Frame {
     f.ts_recv = 0;
     f.ts_publish = 0;
     f
+}
+
+/// Asserts two books' tops are equal, showing only the levels that differ.
+fn assert_same_top(a: &L2Book, b: &L2Book, what: &str) {
+    let (ta, tb) = (top(a), top(b));
+    if ta == tb {
+        return;
+    }
+    let diff = |x: &[tickwire_sdk::wire::Level], y: &[tickwire_sdk::wire::Level]| {
+        x.iter()
+            .filter(|l| !y.contains(l))
+            .take(5)
+            .map(|l| (l.price, l.qty))
+            .collect::<Vec<_>>()
+    };
+    panic!(
+        "{what}: bids only in the first {:?}, only in the second {:?}; asks only in the first {:?}, only in the second {:?}",
+        diff(&ta.bids, &tb.bids),
+        diff(&tb.bids, &ta.bids),
+        diff(&ta.asks, &tb.asks),
+        diff(&tb.asks, &ta.asks)
+    );
+}
+
+/// The top 100 levels a side: what two venue connections agree on. (Each joins the diff stream
+/// with its own REST snapshot of the top 1,000 levels, so deeper levels may differ.)
+fn top(book: &L2Book) -> tickwire_sdk::wire::BookSnapshot {
+    book.snapshot(Some(100))
 }
 
 fn book_of(frames: &[Frame]) -> L2Book {
@@ -333,7 +390,7 @@ async fn one_ingest_two_gateways_give_clients_the_same_frames_as_the_embedded_se
     for ch in [Channel::Trades, Channel::Quotes] {
         assert_eq!(stream(&da, ch), stream(&db, ch), "{ch:?} differ");
     }
-    assert_eq!(book_of(&da), book_of(&db), "the books differ");
+    assert_eq!(top(&book_of(&da)), top(&book_of(&db)), "the books differ");
     assert!(b.markers().is_empty(), "{:?}", b.markers());
     sim.shutdown().await;
 }
@@ -390,10 +447,12 @@ async fn a_gateway_started_late_serves_the_current_book_on_subscribe() {
         book_of(&followed),
         "the late snapshot is not the ingest's book"
     );
+    // The embedded server has its own venue connection and REST snapshot: levels beyond the
+    // snapshot's 1,000 may differ; the top agrees.
     assert_eq!(
-        from_snapshot,
-        book_of(std::slice::from_ref(&sa)),
-        "the late snapshot is not the embedded server's book"
+        top(&from_snapshot),
+        top(&book_of(std::slice::from_ref(&sa))),
+        "the late snapshot's top is not the embedded server's"
     );
     assert!(from_snapshot.bids().count() > 10, "a real book");
 
@@ -416,8 +475,8 @@ async fn a_gateway_started_late_serves_the_current_book_on_subscribe() {
         "the late and early gateways' books differ"
     );
     assert_eq!(
-        book_of(&fa),
-        book_of(&fb),
+        top(&book_of(&fa)),
+        top(&book_of(&fb)),
         "the books differ after the second run"
     );
     let deltas_after = |fs: &[Frame]| -> Vec<Frame> {
@@ -463,11 +522,11 @@ async fn two_ingest_nodes_on_one_feed_one_killed_and_clients_see_every_trade_onc
     // A third of the way in, ingest node A (whichever the gateway follows first) dies.
     read_for(&mut c1, &mut gb, Duration::from_secs(2)).await;
     a.child.start_kill().expect("kill -9");
-    let q = Duration::from_millis(1_500);
-    tokio::join!(
-        read_until_quiet(&mut c0, &sim, &mut ga, q),
-        read_until_quiet(&mut c1, &sim, &mut gb, q),
-    );
+    let q = Duration::from_millis(900);
+    read_until_quiet(&mut c0, &sim, &mut ga, q).await;
+    let last = trades(&ga).last().expect("trades").0;
+    read_until_trade(&mut c1, &mut gb, last).await;
+    read_until_book(&mut c1, &mut gb, &book_of(&ga.frames().collect::<Vec<_>>())).await;
     let (ta, tb) = (trades(&ga), trades(&gb));
     assert!(tb.len() > 100, "{} trades", tb.len());
     // Every trade once, in order: the capture's trade ids have no gaps, so consecutive ids.
@@ -475,14 +534,48 @@ async fn two_ingest_nodes_on_one_feed_one_killed_and_clients_see_every_trade_onc
         assert_eq!(w[1].0, w[0].0 + 1, "trade ids jump or repeat: {w:?}");
         assert_eq!(w[1].1, w[0].1 + 1, "trade seq jumps or repeats: {w:?}");
     }
-    assert_eq!(
-        ta.iter().map(|t| t.0).collect::<Vec<_>>(),
-        tb.iter().map(|t| t.0).collect::<Vec<_>>(),
-        "the gateway's trades differ from the embedded server's"
+    let (ia, ib): (Vec<u64>, Vec<u64>) = (
+        ta.iter().map(|t| t.0).collect(),
+        tb.iter().map(|t| t.0).collect(),
+    );
+    assert!(
+        ia == ib,
+        "the gateway's trades differ from the embedded server's: {} vs {}, first {:?} vs {:?}, last {:?} vs {:?}",
+        ia.len(),
+        ib.len(),
+        ia.first(),
+        ib.first(),
+        ia.last(),
+        ib.last()
     );
     // The book ends equal to the embedded server's.
     let (fa, fb): (Vec<Frame>, Vec<Frame>) = (ga.frames().collect(), gb.frames().collect());
-    assert_eq!(book_of(&fa), book_of(&fb), "the books differ");
+    let book_seqs = |fs: &[Frame]| -> Vec<(u64, u8, bool)> {
+        fs.iter()
+            .filter(|f| f.channel() == Channel::Book)
+            .map(|f| {
+                (
+                    f.seq,
+                    f.flags,
+                    matches!(f.body, tickwire_sdk::wire::Body::BookSnapshot(_)),
+                )
+            })
+            .collect()
+    };
+    let (sa, sb) = (book_seqs(&fa), book_seqs(&fb));
+    assert_same_top(
+        &book_of(&fa),
+        &book_of(&fb),
+        &format!(
+            "the books differ ({} and {} book frames, last {:?} and {:?}, gateway snapshots at {:?}, markers {:?})",
+            sa.len(),
+            sb.len(),
+            sa.last(),
+            sb.last(),
+            sb.iter().filter(|x| x.2).map(|x| x.0).collect::<Vec<_>>(),
+            gb.markers()
+        ),
+    );
     let gaps: Vec<StatusCode> = gb
         .markers()
         .into_iter()
@@ -511,7 +604,7 @@ async fn killing_the_gateways_nats_node_of_a_three_node_cluster_leaves_no_silent
     read_for(&mut c1, &mut gb, Duration::from_secs(2)).await;
     let before = gb.data().len();
     cluster.nodes[1].kill();
-    let q = Duration::from_millis(1_500);
+    let q = Duration::from_millis(900);
     tokio::join!(
         read_until_quiet(&mut c0, &sim, &mut ga, q),
         read_until_quiet(&mut c1, &sim, &mut gb, q),
@@ -556,6 +649,91 @@ async fn killing_the_gateways_nats_node_of_a_three_node_cluster_leaves_no_silent
         );
     }
     let (fa, fb): (Vec<Frame>, Vec<Frame>) = (ga.frames().collect(), gb.frames().collect());
-    assert_eq!(book_of(&fa), book_of(&fb), "the books differ at the end");
+    assert_eq!(
+        top(&book_of(&fa)),
+        top(&book_of(&fb)),
+        "the books differ at the end"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingest_node_restart_is_detected_and_clients_are_told_then_resynced() {
+    let Some(bin) = nats_bin() else { return };
+    let nats = NatsServer::start(&bin).expect("nats-server starts");
+    let sim = capture_sim().await;
+    let reference = embedded(&sim).await;
+    let mut a = ingest(&nats.url(), "ingest-a", &sim).await;
+    wait_subscribed(&sim, 6).await;
+    let gw = gateway(&nats.url(), "gw").await;
+    let mut c0 = client(reference.url(), "lossless", false).await;
+    let mut c1 = client(gw.url(), "lossless", false).await;
+
+    sim.run_items(4_000);
+    let (mut ga, mut gb) = (Got::default(), Got::default());
+    read_for(&mut c1, &mut gb, Duration::from_secs(2)).await;
+    a.child.start_kill().expect("kill -9");
+    let _ = a.child.wait().await;
+    // (Quiet means under the 1 s heartbeat of an idle connection.)
+    let q = Duration::from_millis(900);
+    tokio::join!(
+        read_until_quiet(&mut c0, &sim, &mut ga, q),
+        read_until_quiet(&mut c1, &sim, &mut gb, q),
+    );
+    // The same node comes back: a new process, a new epoch, seq from 1 again.
+    let _a2 = ingest(&nats.url(), "ingest-a", &sim).await;
+    wait_subscribed(&sim, 6).await;
+    sim.run_items(3_000);
+    tokio::join!(
+        read_until_quiet(&mut c0, &sim, &mut ga, q),
+        read_until_quiet(&mut c1, &sim, &mut gb, q),
+    );
+    let markers = gb.markers();
+    let stale = markers
+        .iter()
+        .position(|c| matches!(c, StatusCode::Stale | StatusCode::Gap))
+        .unwrap_or_else(|| panic!("no stale or gap status: {markers:?}"));
+    assert!(
+        markers[stale..].contains(&StatusCode::Resynced),
+        "no resynced after the restart: {markers:?}"
+    );
+    // seq never goes back on any stream, and every jump was announced.
+    let mut last: HashMap<(u32, u8), u64> = HashMap::new();
+    let mut told = false;
+    for f in gb.frames() {
+        if f.seq == 0 {
+            if let tickwire_sdk::wire::Body::Status(s) = &f.body
+                && matches!(s.code, StatusCode::Stale | StatusCode::Gap)
+            {
+                told = true;
+            }
+            continue;
+        }
+        let key = (f.instrument, f.channel() as u8);
+        if let Some(prev) = last.insert(key, f.seq) {
+            // (A state sent on subscribe repeats the seq it stands at.)
+            let snapshot = f.flags & flags::SNAPSHOT != 0;
+            assert!(
+                f.seq > prev || snapshot && f.seq == prev,
+                "seq went back on {key:?}: {prev} -> {}",
+                f.seq
+            );
+            if f.seq != prev + 1 && f.flags & flags::SNAPSHOT == 0 {
+                assert!(
+                    told,
+                    "seq {prev} -> {} on {key:?} with no status before",
+                    f.seq
+                );
+            }
+        }
+    }
+    // The restarted node's book comes from a new REST snapshot of the top 1,000 levels; the
+    // embedded server's still holds deeper levels from its first one. The top must agree.
+    let (fa, fb): (Vec<Frame>, Vec<Frame>) = (ga.frames().collect(), gb.frames().collect());
+    assert_eq!(
+        top(&book_of(&fa)),
+        top(&book_of(&fb)),
+        "the books' top levels differ at the end"
+    );
     sim.shutdown().await;
 }

@@ -90,7 +90,7 @@ async fn sleep_or_forever(d: Option<Duration>) {
 }
 
 /// Waits for Ctrl-C (SIGINT) or SIGTERM; says which.
-async fn stop_signal() -> anyhow::Result<&'static str> {
+pub async fn stop_signal() -> anyhow::Result<&'static str> {
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

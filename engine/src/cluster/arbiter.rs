@@ -28,8 +28,9 @@ use tickwire_sdk::wire::{Body, Channel, Encoder, Frame, StatusCode, TradeId, fla
 
 /// Frames of a standby source kept per stream, for failover.
 const WINDOW: usize = 8192;
-/// A node silent this long (no heartbeat, no frame) is lost, ns.
-pub const NODE_TIMEOUT_NS: u64 = 1_000_000_000;
+/// A node silent this long (no heartbeat, no frame) is lost, ns. (Ten heartbeats: a loaded
+/// machine can delay a few; a node wrongly declared lost comes back with its next heartbeat.)
+pub const NODE_TIMEOUT_NS: u64 = 2_000_000_000;
 /// A snapshot request unanswered this long is sent again, ns.
 pub const SNAPSHOT_RETRY_NS: u64 = 2_000_000_000;
 /// After failover, how long to wait for a standby that lags behind the last trade forwarded
@@ -210,8 +211,12 @@ impl Arbiter {
         self.streams.remove(&(instrument, channel));
     }
 
-    /// A node's heartbeat (its directory) arrived.
+    /// A node's heartbeat (its directory) arrived. A node declared lost that speaks again (it
+    /// was only cut off) is a source again: streams waiting for any node take it.
     pub fn on_heartbeat(&mut self, src: &Source, now: u64, out: &mut Vec<Out>) {
+        if let Some(i) = self.lost.iter().position(|l| l == src) {
+            self.lost.remove(i);
+        }
         self.touch(src, now, out);
     }
 
@@ -233,15 +238,17 @@ impl Arbiter {
         }
     }
 
-    /// Checks node liveness; call a few times a second.
-    pub fn tick(&mut self, now: u64, out: &mut Vec<Out>) {
+    /// Retries unanswered snapshot requests and, with `judge_liveness`, declares nodes silent
+    /// for too long lost; call a few times a second. (Pass false while frames wait to be fed
+    /// in: a node is not silent because its messages are queued.)
+    pub fn tick(&mut self, now: u64, judge_liveness: bool, out: &mut Vec<Out>) {
         if self.link_down {
             return;
         }
         let dead: Vec<Source> = self
             .seen
             .iter()
-            .filter(|(_, t)| now.saturating_sub(**t) > NODE_TIMEOUT_NS)
+            .filter(|(_, t)| judge_liveness && now.saturating_sub(**t) > NODE_TIMEOUT_NS)
             .map(|(s, _)| s.clone())
             .collect();
         for s in dead {
@@ -426,9 +433,10 @@ impl Arbiter {
             } else {
                 s.last_out as i64 + 1 - at as i64
             };
-            if s.marked {
+            if s.marked && (at > 0 || channel == Channel::Control) {
                 // Clients were told of a hole or a stale period: they are told it is over. A
                 // clean failover to a standby needs no marker: its snapshot is a new baseline.
+                // (A node with no state yet: told when its first state frame is forwarded.)
                 resynced = true;
                 s.marked = false;
             }
@@ -726,7 +734,21 @@ fn forward(
     if let Some(k) = trade_key(&frame) {
         s.last_trade = Some(k);
     }
+    // A stream clients were told is stale or broken is whole again with its first state.
+    let whole = s.marked
+        && s.snapshotted()
+        && (s.channel != Channel::Book || frame.flags & flags::SNAPSHOT != 0);
+    let instrument = s.instrument;
     emit(s, frame, bytes, encoder, out);
+    if whole {
+        s.marked = false;
+        out.push(Out::Marker {
+            instrument,
+            code: StatusCode::Resynced,
+            detail: "the stream is whole again".into(),
+            bad_book: false,
+        });
+    }
 }
 
 /// Publishes with the stream's offset applied (re-encoding only when it changes `seq`).
@@ -879,7 +901,7 @@ mod tests {
         }
         // A goes silent.
         a.on_heartbeat(&pb, NODE_TIMEOUT_NS + 10, &mut out);
-        a.tick(NODE_TIMEOUT_NS + 10, &mut out);
+        a.tick(NODE_TIMEOUT_NS + 10, true, &mut out);
         let (f, b) = trade(44, 105);
         a.on_frame(&pb, f, b, NODE_TIMEOUT_NS + 20, &mut out);
         let (p, markers) = published(&out);
@@ -970,7 +992,7 @@ mod tests {
         let (f, b) = delta(3, 9);
         a.on_frame(&pb, f, b, 1, &mut out);
         out.clear();
-        a.tick(NODE_TIMEOUT_NS + 5, &mut out); // both silent: both lost...
+        a.tick(NODE_TIMEOUT_NS + 5, true, &mut out); // both silent: both lost...
         assert!(
             out.iter()
                 .any(|o| matches!(o, Out::Snapshot { node: None, .. }))
@@ -985,6 +1007,25 @@ mod tests {
         let (p, markers) = published(&out);
         assert_eq!(p, [(12, 0), (13, 7)], "seq goes on after 11");
         assert_eq!(markers, [StatusCode::Resynced]);
+    }
+
+    #[test]
+    fn a_node_wrongly_declared_lost_is_taken_back_with_its_next_heartbeat() {
+        let mut a = Arbiter::new();
+        let mut out = Vec::new();
+        let s = src("a", 1);
+        a.want(ID, Channel::Trades, 0, &mut out);
+        let (f, b) = trade(1, 100);
+        a.on_frame(&s, f, b, 1, &mut out);
+        a.tick(NODE_TIMEOUT_NS + 10, true, &mut out); // silent too long: lost (no standby)
+        let (f, b) = trade(2, 101);
+        a.on_frame(&s, f, b, NODE_TIMEOUT_NS + 11, &mut out); // ignored while lost
+        a.on_heartbeat(&s, NODE_TIMEOUT_NS + 12, &mut out);
+        let (f, b) = trade(3, 102);
+        a.on_frame(&s, f, b, NODE_TIMEOUT_NS + 13, &mut out);
+        let (p, markers) = published(&out);
+        assert_eq!(p, [(1, 100), (3, 102)], "one seq skipped: the hole shows");
+        assert_eq!(markers, [StatusCode::Gap]);
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::registry::Registry;
 /// How long a subscribe waits for an instrument's state from the ingest side.
 const WARM_UP_LIMIT: Duration = Duration::from_secs(3);
 /// How long a snapshot request waits for its answer.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Counters of the edge.
 #[derive(Debug, Default)]
@@ -56,10 +56,12 @@ pub struct EdgeStats {
     pub streams: AtomicU64,
 }
 
+/// What the merger is told. `at`: when the message came off the NATS connection, ns (a
+/// backlog in front of the merger must not make a node look silent).
 enum Cmd {
-    Frame(Source, Frame, Box<[u8]>),
-    Snapshot(Source, u32, Vec<(Frame, Box<[u8]>)>),
-    Heartbeat(Source),
+    Frame(Source, Frame, Box<[u8]>, u64),
+    Snapshot(Source, u32, Vec<(Frame, Box<[u8]>)>, u64),
+    Heartbeat(Source, u64),
     Want(Vec<(u32, Channel)>),
     Unwant(Vec<(u32, Channel)>),
     LinkDown,
@@ -326,6 +328,7 @@ async fn forward_stream(
     stats: Arc<EdgeStats>,
 ) {
     while let Some(msg) = sub.next().await {
+        let at = now_ns();
         stats.received.fetch_add(1, Ordering::Relaxed);
         let Some(src) = source_of(&msg) else {
             stats.invalid.fetch_add(1, Ordering::Relaxed);
@@ -335,7 +338,7 @@ async fn forward_stream(
             Ok(f) => {
                 let frame = tickwire_sdk::wire::to_owned(f);
                 if cmds
-                    .send(Cmd::Frame(src, frame, msg.payload.to_vec().into()))
+                    .send(Cmd::Frame(src, frame, msg.payload.to_vec().into(), at))
                     .is_err()
                 {
                     return;
@@ -359,6 +362,7 @@ async fn directories(
 ) {
     let mut known: HashMap<u32, InstrumentInfo> = HashMap::new();
     while let Some(msg) = nodes.next().await {
+        let at = now_ns();
         let dir = match Directory::from_json(&msg.payload) {
             Ok(d) => d,
             Err(e) => {
@@ -378,10 +382,13 @@ async fn directories(
             }
         }
         has_directory.store(true, Ordering::Release);
-        let _ = cmds.send(Cmd::Heartbeat(Source {
-            node: dir.node.as_str().into(),
-            epoch: dir.epoch,
-        }));
+        let _ = cmds.send(Cmd::Heartbeat(
+            Source {
+                node: dir.node.as_str().into(),
+                epoch: dir.epoch,
+            },
+            at,
+        ));
     }
 }
 
@@ -416,22 +423,31 @@ async fn merge(
     let mut out = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut venues: HashMap<u32, Venue> = HashMap::new();
+    // The latest receive time of anything fed to the arbiter: its clock while a backlog is
+    // worked off, so a node is judged silent by what arrived after it, not by how late this
+    // task is.
+    let mut latest = 0u64;
     loop {
         let now = now_ns();
         tokio::select! {
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { return };
                 match cmd {
-                    Cmd::Frame(src, f, b) => {
+                    Cmd::Frame(src, f, b, at) => {
+                        latest = latest.max(at);
                         if let Some(v) = Venue::from_id(f.venue) {
                             venues.insert(f.instrument, v);
                         }
-                        arbiter.on_frame(&src, f, b, now, &mut out);
+                        arbiter.on_frame(&src, f, b, at, &mut out);
                     }
-                    Cmd::Snapshot(src, id, frames) => {
-                        arbiter.on_snapshot(&src, id, frames, now, &mut out)
+                    Cmd::Snapshot(src, id, frames, at) => {
+                        latest = latest.max(at);
+                        arbiter.on_snapshot(&src, id, frames, at, &mut out)
                     }
-                    Cmd::Heartbeat(src) => arbiter.on_heartbeat(&src, now, &mut out),
+                    Cmd::Heartbeat(src, at) => {
+                        latest = latest.max(at);
+                        arbiter.on_heartbeat(&src, at, &mut out)
+                    }
                     Cmd::Want(streams) => {
                         for (id, ch) in streams {
                             arbiter.want(id, ch, now, &mut out);
@@ -454,7 +470,12 @@ async fn merge(
                     }
                 }
             }
-            _ = tick.tick() => arbiter.tick(now, &mut out),
+            // With nothing queued, the wall clock; behind a backlog, the receive time of the
+            // latest message handled (a queued heartbeat must not come too late).
+            _ = tick.tick() => {
+                let clock = if rx.is_empty() { now } else { latest };
+                arbiter.tick(clock, true, &mut out)
+            }
         }
         let mut forwarded = 0u64;
         for o in out.drain(..) {
@@ -483,6 +504,7 @@ async fn merge(
                     bad_book,
                 } => {
                     stats.markers.fetch_add(1, Ordering::Relaxed);
+                    info!(instrument, status = code.json_name(), %detail, "status to clients");
                     let venue = venues.get(&instrument).copied().unwrap_or(Venue::Binance);
                     let mut f = Frame::new(
                         venue,
@@ -562,5 +584,5 @@ async fn request_snapshot(
         }
     }
     debug!(%subject, frames = frames.len(), node = %src.node, "snapshot answered");
-    let _ = cmds.send(Cmd::Snapshot(src, instrument, frames));
+    let _ = cmds.send(Cmd::Snapshot(src, instrument, frames, now_ns()));
 }
