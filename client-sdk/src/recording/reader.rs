@@ -501,6 +501,7 @@ impl<'a> BlockRecords<'a> {
         }
     }
 
+    #[inline]
     pub(crate) fn step(&mut self) -> Step<'a> {
         let payload_at = self.offset + BLOCK_HEADER_LEN;
         match self.records.next() {

@@ -10,7 +10,8 @@ use crate::recording::format::BLOCK_HEADER_LEN;
 use crate::recording::{
     BlockPos, BlockRecords, CorruptBlock, Recording, Step, TimeRange, frame_time,
 };
-use crate::wire::{Batch, access};
+use crate::seq::{Hole, SeqCheck, SeqTracker};
+use crate::wire::{Batch, Instruments, Kind, access};
 
 /// The selected frames of one block: spans into its payload, which `bytes` holds (a slice of
 /// the segment's map), and the damage found among its records, in order.
@@ -22,6 +23,8 @@ pub(crate) struct Block {
     ts: Vec<u64>,
     /// Damage to report before span `.0`.
     damage: VecDeque<(usize, CorruptBlock)>,
+    /// Holes in `seq` found at span `.0`, to report before the batch holding it.
+    holes: VecDeque<(usize, Hole)>,
     /// First span not handed out yet.
     next: usize,
 }
@@ -36,17 +39,37 @@ pub(crate) enum Cut {
     Done,
 }
 
+/// Where [`read_block`] reads from and what it updates.
+pub(crate) struct Reader<'a> {
+    pub(crate) rec: &'a Recording,
+    /// `segments[i]` is segment `i`'s map as `Bytes`.
+    pub(crate) segments: &'a [Bytes],
+    pub(crate) pos: &'a mut BlockPos,
+    pub(crate) range: &'a TimeRange,
+    pub(crate) select: &'a Selection,
+    /// Keep each frame's recorded time (to pace).
+    pub(crate) keep_ts: bool,
+    /// Checks each selected frame's `seq`, as the live client does on receipt.
+    pub(crate) seq: &'a mut SeqTracker,
+    /// Learns the selected Definition frames.
+    pub(crate) instruments: &'a mut Instruments,
+}
+
 /// Reads the next block that may hold selected frames into a [`Block`]; `None` at the end of
-/// the recording, an error in place of a damaged block. `segments[i]` is segment `i`'s map as
-/// `Bytes`.
-pub(crate) fn read_block(
-    rec: &Recording,
-    segments: &[Bytes],
-    pos: &mut BlockPos,
-    range: &TimeRange,
-    select: &Selection,
-    keep_ts: bool,
-) -> Option<Result<Block, CorruptBlock>> {
+/// the recording, an error in place of a damaged block. The selected frames are checked
+/// (`seq`, definitions) here, in the one pass over the block, as the live client checks a
+/// batch on receipt.
+pub(crate) fn read_block(r: Reader<'_>) -> Option<Result<Block, CorruptBlock>> {
+    let Reader {
+        rec,
+        segments,
+        pos,
+        range,
+        select,
+        keep_ts,
+        seq,
+        instruments,
+    } = r;
     let payload = match rec.next_frames_block(pos, range, |ids| !select.may_match_any(ids))? {
         Ok(p) => p,
         Err(damage) => return Some(Err(damage)),
@@ -58,6 +81,7 @@ pub(crate) fn read_block(
     let mut spans = Vec::with_capacity(payload.header.count as usize);
     let mut ts_list = Vec::new();
     let mut damage = VecDeque::new();
+    let mut holes = VecDeque::new();
     let mut records = BlockRecords::new(payload);
     loop {
         match records.step() {
@@ -68,6 +92,12 @@ pub(crate) fn read_block(
                         || !select.wants(frame.instrument.to_native(), frame.channel())
                     {
                         continue;
+                    }
+                    if frame.kind() == Kind::Definition {
+                        instruments.observe(frame);
+                    }
+                    if let SeqCheck::Hole(h) = seq.check(frame) {
+                        holes.push_back((spans.len(), h));
                     }
                     // A payload is at most 64 MiB: offsets and lengths fit in u32.
                     spans.push(((bytes.as_ptr() as usize - base) as u32, bytes.len() as u32));
@@ -96,6 +126,7 @@ pub(crate) fn read_block(
         spans,
         ts: ts_list,
         damage,
+        holes,
         next: 0,
     }))
 }
@@ -119,6 +150,14 @@ impl Block {
                 end: self.spans.len(),
             },
             None => Cut::Done,
+        }
+    }
+
+    /// The next hole found at a span before `end`, in order.
+    pub(crate) fn hole_before(&mut self, end: usize) -> Option<Hole> {
+        match self.holes.front() {
+            Some((at, _)) if *at < end => self.holes.pop_front().map(|(_, h)| h),
+            _ => None,
         }
     }
 

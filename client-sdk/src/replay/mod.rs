@@ -76,11 +76,11 @@ use bytes::Bytes;
 pub use error::ReplayError;
 pub use pace::Speed;
 
-use self::blocks::{Block, Cut, read_block};
+use self::blocks::{Block, Cut, Reader, read_block};
 use self::pace::Pacer;
 use self::select::{Pattern, Selection, channel_mask};
 use crate::recording::{BlockPos, CorruptBlock, Recording, RecordingError, TimeRange};
-use crate::seq::{SeqCheck, SeqTracker};
+use crate::seq::SeqTracker;
 use crate::wire::{Batch, Channel, InstrumentInfo, Instruments};
 
 /// What a replay delivers; the live client's [`Event`](crate::client::Event)s of the same
@@ -412,14 +412,16 @@ impl Replay {
                 return Next::Event(e);
             }
             let Some(block) = self.block.as_mut() else {
-                match read_block(
-                    &self.rec,
-                    &self.segments,
-                    &mut self.pos,
-                    &self.range,
-                    &self.select,
-                    self.pacer.is_paced(),
-                ) {
+                match read_block(Reader {
+                    rec: &self.rec,
+                    segments: &self.segments,
+                    pos: &mut self.pos,
+                    range: &self.range,
+                    select: &self.select,
+                    keep_ts: self.pacer.is_paced(),
+                    seq: &mut self.seq,
+                    instruments: &mut self.instruments,
+                }) {
                     None => return Next::End,
                     Some(Err(damage)) => return Next::Event(Err(damage)),
                     Some(Ok(block)) => self.block = Some(block),
@@ -445,17 +447,7 @@ impl Replay {
                 }
                 end = last;
             }
-            let batch = block.take(start, end);
-            self.deliver(batch);
-        }
-    }
-
-    /// Checks the batch's frames as the live client does (definitions learned, `seq` per
-    /// stream) and queues the gaps, then the batch.
-    fn deliver(&mut self, batch: Batch<Bytes>) {
-        for f in batch.iter() {
-            self.instruments.observe(f);
-            if let SeqCheck::Hole(h) = self.seq.check(f) {
+            while let Some(h) = block.hole_before(end) {
                 self.pending.push_back(Ok(ReplayEvent::Gap {
                     instrument: h.instrument,
                     channel: h.channel,
@@ -463,9 +455,10 @@ impl Replay {
                     got: h.got,
                 }));
             }
+            let batch = block.take(start, end);
+            self.delivered += batch.len() as u64;
+            self.pending.push_back(Ok(ReplayEvent::Frames(batch)));
         }
-        self.delivered += batch.len() as u64;
-        self.pending.push_back(Ok(ReplayEvent::Frames(batch)));
     }
 
     /// Starts again from the beginning of the time range: `seq` baselines are forgotten (the
@@ -484,12 +477,13 @@ impl Replay {
     }
 
     /// What the instrument ids stand for: every instrument the recording lists, updated by
-    /// the Definition frames delivered.
+    /// the Definition frames delivered (and those of the block being delivered).
     pub fn instruments(&self) -> &Instruments {
         &self.instruments
     }
 
-    /// The sequence state of every stream delivered (holes found so far: `seq().holes()`).
+    /// The sequence state of every stream delivered (holes found so far: `seq().holes()`),
+    /// counting the frames of the block being delivered (read ahead by at most one block).
     pub fn seq(&self) -> &SeqTracker {
         &self.seq
     }

@@ -9,78 +9,77 @@
 //!
 //! [`Kind::channel`]: crate::wire::Kind::channel
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use crate::wire::{Channel, InstrumentInfo, Venue};
 
-/// Hasher for instrument ids, which are FNV hashes already: spreads them, no more.
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | b as u64;
-        }
-        self.0 = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-/// The subscribed channels per instrument, as bits ([`Channel::bit`]).
+/// The subscribed channels per instrument, as bits ([`Channel::bit`]): a vector sorted by
+/// instrument id, checked once per recorded frame (a backtest subscribes to a few
+/// instruments: a scan of a few entries beats hashing).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Selection {
-    by_id: HashMap<u32, u8, BuildHasherDefault<IdHasher>>,
+    by_id: Vec<(u32, u8)>,
 }
 
 impl Selection {
     /// Adds `channels` (as a mask) of `instrument`.
     pub(crate) fn add(&mut self, instrument: u32, mask: u8) {
-        if mask != 0 {
-            *self.by_id.entry(instrument).or_insert(0) |= mask;
+        if mask == 0 {
+            return;
+        }
+        match self.by_id.binary_search_by_key(&instrument, |e| e.0) {
+            Ok(i) => self.by_id[i].1 |= mask,
+            Err(i) => self.by_id.insert(i, (instrument, mask)),
         }
     }
 
     /// Removes `channels` (as a mask) of `instrument`; returns true when nothing of it is
     /// left.
     pub(crate) fn remove(&mut self, instrument: u32, mask: u8) -> bool {
-        match self.by_id.get_mut(&instrument) {
-            Some(m) => {
-                *m &= !mask;
-                if *m == 0 {
-                    self.by_id.remove(&instrument);
+        match self.by_id.binary_search_by_key(&instrument, |e| e.0) {
+            Ok(i) => {
+                self.by_id[i].1 &= !mask;
+                if self.by_id[i].1 == 0 {
+                    self.by_id.remove(i);
                     true
                 } else {
                     false
                 }
             }
-            None => true,
+            Err(_) => true,
+        }
+    }
+
+    /// The channel mask of `instrument` (0: not subscribed).
+    #[inline]
+    fn mask(&self, instrument: u32) -> u8 {
+        if self.by_id.len() <= 8 {
+            for &(id, mask) in &self.by_id {
+                if id == instrument {
+                    return mask;
+                }
+            }
+            0
+        } else {
+            self.by_id
+                .binary_search_by_key(&instrument, |e| e.0)
+                .map_or(0, |i| self.by_id[i].1)
         }
     }
 
     /// True when a frame of `instrument` on `channel` is delivered.
     #[inline]
     pub(crate) fn wants(&self, instrument: u32, channel: Channel) -> bool {
-        match self.by_id.get(&instrument) {
-            Some(&mask) => channel == Channel::Control || mask & channel.bit() != 0,
-            None => false,
-        }
+        let mask = self.mask(instrument);
+        mask != 0 && (channel == Channel::Control || mask & channel.bit() != 0)
     }
 
     /// False when none of `ids` is subscribed.
     pub(crate) fn may_match_any(&self, ids: &[u32]) -> bool {
-        ids.iter().any(|id| self.by_id.contains_key(id))
+        ids.iter().any(|&id| self.mask(id) != 0)
     }
 
-    /// The subscribed (instrument, channel mask) pairs.
+    /// The subscribed (instrument, channel mask) pairs, by instrument id.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, u8)> + '_ {
-        self.by_id.iter().map(|(&i, &m)| (i, m))
+        self.by_id.iter().copied()
     }
 }
 
@@ -163,6 +162,13 @@ mod tests {
         assert!(!s.wants(7, Channel::Control));
         assert!(!s.may_match_any(&[7]));
         assert_eq!(channel_mask(&[Channel::Control]), 0);
+        // Many instruments: searched, not scanned.
+        for id in (1..100u32).rev() {
+            s.add(id * 7919, channel_mask(&[Channel::Quotes]));
+        }
+        assert!(s.wants(7919 * 42, Channel::Quotes) && !s.wants(7919 * 42, Channel::Book));
+        assert!(!s.wants(7919 * 42 + 1, Channel::Control));
+        assert!(s.iter().map(|e| e.0).is_sorted());
     }
 
     #[test]
