@@ -10,19 +10,34 @@
 //!   (validated zero-copy access per record, CRC per block), reading one field of each.
 //! - `read_1pct`: the same for a time range of 1% of the recording's span (throughput in the
 //!   frames it returns): blocks outside it are skipped by their index times, unread.
+//!
+//! Group `replay` (throughput in bytes of segment files, so the two read the same bytes; the
+//! frames are the same with `seq` numbered per stream, as the engine numbers them):
+//!
+//! - `plain_read`: every segment file read sequentially with `read` into a reused 256 KiB
+//!   buffer, summing its bytes as little-endian u64s (from the page cache: the files were
+//!   just written and are read again every iteration).
+//! - `replay_max`: `Replay::open`, subscribe to the instrument's every channel, then every
+//!   event through `next_blocking` at `Speed::Max`, reading `seq` of each frame (block CRC,
+//!   validated access, routing and the per-stream `seq` check included).
+//! - `replay_async`: the same through `next().await` on a current-thread tokio runtime.
 
+use std::collections::HashMap;
 use std::hint::black_box;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tickwire_feed::binance::BinanceNormalizer;
 use tickwire_feed::capture::{CaptureReader, RecordKind};
 use tickwire_feed::{Normalizer, Output};
+use tickwire_sdk::client::Event;
 use tickwire_sdk::recording::{
     Filter, FsyncPolicy, Recording, RecordingWriter, WriterOptions, frame_time,
 };
-use tickwire_sdk::wire::{Encoder, Frame};
+use tickwire_sdk::replay::{Replay, ReplayEvent};
+use tickwire_sdk::wire::{Channel, Encoder, Frame, InstrumentInfo, Venue};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -146,5 +161,120 @@ fn recording(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, recording);
+/// Reads every segment file of `dir` with plain sequential `read`s into `buf`, summing the
+/// bytes as little-endian u64s (so the read cannot be optimised away).
+fn plain_read(dir: &Path, buf: &mut [u8]) -> u64 {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    let mut sum = 0u64;
+    for path in files {
+        let mut f = std::fs::File::open(&path).expect("open");
+        loop {
+            let n = f.read(buf).expect("read");
+            if n == 0 {
+                break;
+            }
+            // Records are 8-aligned and reads come in whole pages but for the file's end:
+            // the odd tail bytes of a file, if any, are not summed.
+            for w in buf[..n].chunks_exact(8) {
+                sum = sum.wrapping_add(u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
+            }
+        }
+    }
+    sum
+}
+
+fn replay(c: &mut Criterion) {
+    // The capture's frames, with `seq` per stream (instrument, channel) as the engine numbers
+    // them, so a replay sees no hole; the instrument in the segment headers so it can be
+    // subscribed by name.
+    let mut frames = real_frames();
+    let mut seqs: HashMap<(u32, Channel), u64> = HashMap::new();
+    for f in &mut frames {
+        let s = seqs.entry((f.instrument, f.channel())).or_insert(0);
+        *s += 1;
+        f.seq = *s;
+    }
+    let n = frames.len() as u64;
+    let info = InstrumentInfo::new(Venue::Binance, "BTCUSDT", 2, 8);
+    let dir = scratch("replay");
+    let mut w =
+        RecordingWriter::create(&dir, options(), std::slice::from_ref(&info)).expect("create");
+    for f in &frames {
+        w.append_frame(f).expect("append");
+    }
+    w.close().expect("close");
+    let file_bytes: u64 = std::fs::read_dir(&dir)
+        .expect("list")
+        .map(|e| e.expect("entry").metadata().expect("metadata").len())
+        .sum();
+    eprintln!(
+        "replay bench: {n} frames, {file_bytes} bytes of segment files ({} per frame)",
+        file_bytes / n.max(1)
+    );
+
+    let open = || {
+        let mut r = Replay::open(&dir).expect("open");
+        r.subscribe(&["binance:BTCUSDT"], &[]).expect("subscribe");
+        r
+    };
+    // Replay delivers every frame, without a hole.
+    let mut r = open();
+    let mut delivered = 0;
+    while let Some(e) = r.next_blocking() {
+        match e.expect("sound recording") {
+            ReplayEvent::Frames(b) => delivered += b.len() as u64,
+            ReplayEvent::Gap { .. } => panic!("no hole expected"),
+        }
+    }
+    assert_eq!(delivered, n);
+
+    let mut g = c.benchmark_group("replay");
+    g.throughput(Throughput::Bytes(file_bytes));
+    let mut buf = vec![0u8; 256 << 10];
+    g.bench_function("plain_read", |b| {
+        b.iter(|| black_box(plain_read(&dir, &mut buf)))
+    });
+    g.bench_function("replay_max", |b| {
+        b.iter(|| {
+            let mut r = open();
+            let mut sum = 0u64;
+            while let Some(e) = r.next_blocking() {
+                if let ReplayEvent::Frames(batch) = e.expect("sound recording") {
+                    for f in batch.iter() {
+                        sum = sum.wrapping_add(f.seq.to_native());
+                    }
+                }
+            }
+            black_box(sum)
+        })
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    g.bench_function("replay_async", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut r = open();
+                let mut sum = 0u64;
+                while let Some(e) = r.next().await {
+                    if let Event::Frames(batch) = e.expect("sound recording") {
+                        for f in batch.iter() {
+                            sum = sum.wrapping_add(f.seq.to_native());
+                        }
+                    }
+                }
+                black_box(sum)
+            })
+        })
+    });
+    g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, recording, replay);
 criterion_main!(benches);

@@ -136,6 +136,21 @@ pub enum ClientError {
         /// Why the last one failed.
         last: String,
     },
+    /// A damaged block in a recording being replayed (`replay::Replay`, feature
+    /// `recording`): its frames are skipped, and the next `next()` goes on with the next block.
+    #[error(
+        "corrupt block in {} at byte {offset}: {reason}; its frames are skipped and the replay \
+         goes on with the next block",
+        file.display()
+    )]
+    Corrupt {
+        /// The segment file.
+        file: std::path::PathBuf,
+        /// File offset of the damaged block (or record).
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl ClientError {

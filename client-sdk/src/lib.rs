@@ -11,6 +11,11 @@
 //!   repairing books after a gap.
 //! - `recording` (feature `recording`, on by default): segment files of frames, written
 //!   crash-safe and read memory-mapped and zero-copy. No tokio.
+//! - `replay` (feature `recording`): a recording delivered as the stream a live subscription
+//!   gives (same frames, batches, gaps), at full speed or paced; blocking, or async with the
+//!   `client` feature.
+//! - `source` (feature `client`): `FrameSource`, the stream interface `Client` and `Replay`
+//!   share, so a strategy runs live or on a recording.
 
 pub mod backoff;
 pub mod book;
@@ -19,7 +24,11 @@ pub mod books;
 pub mod client;
 #[cfg(feature = "recording")]
 pub mod recording;
+#[cfg(feature = "recording")]
+pub mod replay;
 pub mod seq;
+#[cfg(feature = "client")]
+pub mod source;
 pub mod symbol;
 pub mod wire;
 

@@ -25,6 +25,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::wire::{ArchivedFrame, Channel, Frame, Kind, flags};
 
@@ -77,12 +78,69 @@ impl SeqCheck {
 /// Flags that make a frame reset its stream's baseline instead of continuing it.
 pub const RESET_FLAGS: u8 = flags::SNAPSHOT | flags::CONFLATED;
 
+/// Hasher for instrument ids, looked up once per frame received: they are FNV hashes
+/// already, so a multiply-rotate mix (as `rustc-hash`) does, at a fraction of SipHash's cost.
+/// The keys come from the server the client chose to trust, so no HashDoS defence is needed.
+#[derive(Debug, Default, Clone, Copy)]
+struct StreamHasher(u64);
+
+impl StreamHasher {
+    #[inline]
+    fn add(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0xf135_7aea_2e62_a9c5);
+    }
+}
+
+impl Hasher for StreamHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0.rotate_left(26)
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.add(b as u64);
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.add(n as u64);
+    }
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.add(n as u64);
+    }
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+}
+
 /// The last `seq` of every stream seen, and the count of holes found.
+///
+/// Kept per instrument, with one slot per channel (0 = no baseline: seq 0 is never
+/// checked), so a lookup finds the instrument and the channel is an index; the instrument
+/// checked last is remembered, so a run of frames of one instrument (whatever their
+/// channels) is checked without hashing.
 #[derive(Debug, Clone, Default)]
 pub struct SeqTracker {
-    last: HashMap<(u32, Channel), u64>,
+    /// Instrument id -> its index in `slots`.
+    index: HashMap<u32, usize, BuildHasherDefault<StreamHasher>>,
+    /// Per instrument ever seen (until `clear`): the last `seq` of each channel.
+    slots: Vec<(u32, [u64; Channel::COUNT])>,
+    /// Index in `slots` of the instrument checked last (none if out of range).
+    recent: usize,
+    streams: usize,
     holes: u64,
 }
+
+/// The channel of slot `i`.
+const CHANNELS: [Channel; Channel::COUNT] = [
+    Channel::Trades,
+    Channel::Quotes,
+    Channel::Book,
+    Channel::Control,
+];
 
 impl SeqTracker {
     /// A tracker that has seen nothing.
@@ -133,11 +191,27 @@ impl SeqTracker {
             return SeqCheck::Unchecked;
         }
         let reset = flags & RESET_FLAGS != 0;
-        match self.last.insert((instrument, channel), seq) {
-            None => SeqCheck::First,
-            Some(_) if reset => SeqCheck::Reset,
-            Some(prev) if prev.checked_add(1) == Some(seq) => SeqCheck::InOrder,
-            Some(prev) => {
+        let i = match self.slots.get(self.recent) {
+            Some((id, _)) if *id == instrument => self.recent,
+            _ => {
+                let slots = &mut self.slots;
+                let i = *self.index.entry(instrument).or_insert_with(|| {
+                    slots.push((instrument, [0; Channel::COUNT]));
+                    slots.len() - 1
+                });
+                self.recent = i;
+                i
+            }
+        };
+        let prev = std::mem::replace(&mut self.slots[i].1[channel.index()], seq);
+        match prev {
+            0 => {
+                self.streams += 1;
+                SeqCheck::First
+            }
+            _ if reset => SeqCheck::Reset,
+            prev if prev.checked_add(1) == Some(seq) => SeqCheck::InOrder,
+            prev => {
                 self.holes += 1;
                 SeqCheck::Hole(Hole {
                     instrument,
@@ -151,27 +225,43 @@ impl SeqTracker {
 
     /// The last `seq` seen on a stream.
     pub fn last(&self, instrument: u32, channel: Channel) -> Option<u64> {
-        self.last.get(&(instrument, channel)).copied()
+        let seq = self.slots[*self.index.get(&instrument)?].1[channel.index()];
+        (seq != 0).then_some(seq)
     }
 
     /// Forgets a stream: its next frame sets a new baseline (after an unsubscribe, say).
     pub fn forget(&mut self, instrument: u32, channel: Channel) {
-        self.last.remove(&(instrument, channel));
+        if let Some(&i) = self.index.get(&instrument) {
+            let slot = &mut self.slots[i].1[channel.index()];
+            if *slot != 0 {
+                *slot = 0;
+                self.streams -= 1;
+            }
+        }
     }
 
     /// Keeps only the streams for which `keep(instrument, channel)` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(u32, Channel) -> bool) {
-        self.last.retain(|&(i, c), _| keep(i, c));
+        for (i, slots) in &mut self.slots {
+            for (slot, c) in slots.iter_mut().zip(CHANNELS) {
+                if *slot != 0 && !keep(*i, c) {
+                    *slot = 0;
+                    self.streams -= 1;
+                }
+            }
+        }
     }
 
     /// Forgets every stream (the hole count stays).
     pub fn clear(&mut self) {
-        self.last.clear();
+        self.index.clear();
+        self.slots.clear();
+        self.streams = 0;
     }
 
     /// Number of streams with a baseline.
     pub fn streams(&self) -> usize {
-        self.last.len()
+        self.streams
     }
 
     /// Holes found since this tracker was made.

@@ -529,6 +529,7 @@ impl<'a> Records<'a> {
 impl<'a> Iterator for Records<'a> {
     type Item = Result<(usize, &'a [u8]), String>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         let rest = self.payload.get(self.pos..)?;
         if rest.is_empty() {

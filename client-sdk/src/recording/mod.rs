@@ -156,5 +156,7 @@ pub use files::{parse_segment_name, segment_name};
 pub use filter::{Filter, TimeRange};
 pub use format::{FORMAT_VERSION, RawRecord, SegmentHeader, SegmentMeta, frame_time};
 pub use raw::{RAW_EVENT_FLAG, RawEvent};
+#[allow(unused_imports)] // used by `replay` only
+pub(crate) use reader::{BlockPos, BlockRecords, Step};
 pub use reader::{FrameRef, Frames, RawFrames, Recording, SegmentInfo, TornTail};
 pub use writer::{Cut, FsyncPolicy, RecordingWriter, Recovery, WRITER_NAME, WriterOptions};

@@ -211,6 +211,39 @@ impl Recording {
         }
     }
 
+    /// The next frames block from `pos` that may hold frames in `time`, or damage to report
+    /// (as [`frames`](Self::frames) walks them); closed segments for whose instrument ids
+    /// `skip_segment` is true are passed over whole.
+    pub(crate) fn next_frames_block(
+        &self,
+        pos: &mut BlockPos,
+        time: &TimeRange,
+        skip_segment: impl Fn(&[u32]) -> bool,
+    ) -> Option<Result<Payload<'_>, CorruptBlock>> {
+        let mut walk = Walk {
+            rec: self,
+            kind: BlockKind::Frames,
+            segment: pos.segment,
+            next: pos.next,
+        };
+        let found = walk.next_block(time, skip_segment);
+        *pos = BlockPos {
+            segment: walk.segment,
+            next: walk.next,
+        };
+        found
+    }
+
+    /// The bytes of segment `i` (empty for an unmapped, empty file).
+    pub(crate) fn segment_bytes(&self, i: usize) -> &[u8] {
+        self.segments.get(i).map(Segment::bytes).unwrap_or_default()
+    }
+
+    /// A [`CorruptBlock`] at `offset` of segment `segment`.
+    pub(crate) fn corrupt(&self, segment: usize, offset: usize, reason: String) -> CorruptBlock {
+        Walk::new(self, BlockKind::Frames).corrupt(segment, offset, reason)
+    }
+
     /// The raw exchange messages filed in `range` (by `ts_recv`), in recording order; or, in
     /// place of a damaged block's messages, one [`CorruptBlock`].
     pub fn raw_frames(&self, range: impl Into<TimeRange>) -> RawFrames<'_> {
@@ -326,11 +359,23 @@ fn open_segment(number: u64, path: PathBuf, last: bool) -> Result<Segment, Recor
 }
 
 /// A sound block's payload, ready to split into records.
-struct Payload<'a> {
+pub(crate) struct Payload<'a> {
+    /// Index of its segment.
+    pub(crate) segment: usize,
+    /// File offset of the block (its header).
+    pub(crate) offset: usize,
+    /// Its header.
+    pub(crate) header: BlockHeader,
+    /// The payload: the bytes after the block header.
+    pub(crate) bytes: &'a [u8],
+}
+
+/// Where a block walk stands, kept by readers that own their [`Recording`] (the SDK's
+/// replay) and so cannot hold a borrowing iterator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BlockPos {
     segment: usize,
-    offset: usize,
-    header: BlockHeader,
-    bytes: &'a [u8],
+    next: usize,
 }
 
 /// Steps through the blocks of one kind, skipping blocks outside the time range by their
@@ -430,7 +475,7 @@ impl<'a> Walk<'a> {
 }
 
 /// Splits one block's payload into records, counting them against the header.
-struct BlockRecords<'a> {
+pub(crate) struct BlockRecords<'a> {
     segment: usize,
     offset: usize,
     expected: u32,
@@ -438,14 +483,15 @@ struct BlockRecords<'a> {
     records: Records<'a>,
 }
 
-enum Step<'a> {
+/// One step of [`BlockRecords`].
+pub(crate) enum Step<'a> {
     Record { file_offset: usize, bytes: &'a [u8] },
     Damage { file_offset: usize, reason: String },
     Done,
 }
 
 impl<'a> BlockRecords<'a> {
-    fn new(p: Payload<'a>) -> BlockRecords<'a> {
+    pub(crate) fn new(p: Payload<'a>) -> BlockRecords<'a> {
         BlockRecords {
             segment: p.segment,
             offset: p.offset,
@@ -455,7 +501,8 @@ impl<'a> BlockRecords<'a> {
         }
     }
 
-    fn step(&mut self) -> Step<'a> {
+    #[inline]
+    pub(crate) fn step(&mut self) -> Step<'a> {
         let payload_at = self.offset + BLOCK_HEADER_LEN;
         match self.records.next() {
             Some(Ok((at, bytes))) => {

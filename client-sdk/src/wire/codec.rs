@@ -242,6 +242,27 @@ impl<B: AsRef<[u8]>> Batch<B> {
         Ok(Batch { bytes, spans })
     }
 
+    /// A batch over frames that were validated already, without validating them again: `spans`
+    /// are the `(offset, len)` of each frame in `bytes`, in order. For readers that validated
+    /// every frame on their own (a recording read memory-mapped, say) and want the batch
+    /// interface without a copy. [`as_bytes`](Self::as_bytes) then gives the buffer the spans
+    /// point into, which need not be a wire batch.
+    ///
+    /// # Safety
+    /// Every span must lie inside `bytes`, and its bytes must be ones [`access`] accepted
+    /// (they were validated) and must not change while the batch lives (`B` gives shared,
+    /// read-only access).
+    pub unsafe fn from_validated(bytes: B, spans: Vec<(u32, u32)>) -> Batch<B> {
+        debug_assert!(spans.iter().all(|&(off, len)| {
+            let (off, len) = (off as usize, len as usize);
+            bytes
+                .as_ref()
+                .get(off..off + len)
+                .is_some_and(|b| access(b).is_ok())
+        }));
+        Batch { bytes, spans }
+    }
+
     /// Number of frames.
     pub fn len(&self) -> usize {
         self.spans.len()
@@ -450,6 +471,32 @@ pub(crate) mod tests {
             let bytes = encode(&f);
             assert_eq!(to_owned(access(&bytes).unwrap()), f);
         }
+    }
+
+    #[test]
+    fn a_batch_over_validated_spans_reads_those_frames() {
+        let frames = sample_frames();
+        // Frames at 8-aligned offsets with a length prefix and padding, as in a recording.
+        let mut buf = Vec::new();
+        let mut spans = Vec::new();
+        for f in &frames {
+            let bytes = encode(f);
+            buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            spans.push((buf.len() as u32, bytes.len() as u32));
+            access(&bytes).unwrap();
+            buf.extend_from_slice(&bytes);
+            buf.resize(buf.len().next_multiple_of(8), 0);
+        }
+        // Every other frame, as a filter would pick them.
+        let picked: Vec<(u32, u32)> = spans.iter().copied().step_by(2).collect();
+        // SAFETY: each span holds the bytes of one frame that `access` accepted.
+        let batch = unsafe { Batch::from_validated(&buf[..], picked.clone()) };
+        assert_eq!(batch.len(), picked.len());
+        for (i, (archived, original)) in batch.iter().zip(frames.iter().step_by(2)).enumerate() {
+            assert_eq!(&to_owned(archived), original);
+            assert_eq!(batch.frame_bytes(i).unwrap(), &encode(original)[..]);
+        }
+        assert_eq!(batch.as_bytes(), &buf[..]);
     }
 
     #[test]
