@@ -16,7 +16,7 @@
 //! - [`cluster`]: ingest and gateway nodes joined by NATS (`serve --role`).
 //! - [`gateway`]: the WebSocket server and per-client sessions.
 //! - [`server`]: assembles all of it from a configuration.
-//! - [`bench`]: the end-to-end latency harness (`tickwire bench`).
+//! - [`bench`](mod@bench): the end-to-end latency harness (`tickwire bench`).
 
 pub mod bench;
 pub mod cli;

@@ -130,7 +130,7 @@ pub enum Read<'g> {
     /// Nothing new yet.
     Empty,
     /// The writer overwrote entries this reader had not read: `missed` of them are gone.
-    /// The cursor is left where it was; see [`Cursor::skip_to_oldest`].
+    /// The cursor is left where it was; see [`Ring::skip_to_oldest`].
     Lapped {
         /// Entries lost to this reader.
         missed: u64,
