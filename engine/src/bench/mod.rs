@@ -634,6 +634,67 @@ fn progress(label: &str, secs: f64) -> ProgressBar {
     pb
 }
 
+/// CPU time (utime + stime, clock ticks) of this process's threads by thread name (runtimes
+/// name their workers `sim`, `server`, `client`; `tickwire-sequen`, `tickwire-record` are the
+/// sequencer and recorder threads, as the kernel truncates names), and of its child
+/// processes by command (`nats-server`).
+fn cpu_ticks() -> Vec<(String, u64)> {
+    fn stat(path: &std::path::Path) -> Option<(String, u64)> {
+        let s = std::fs::read_to_string(path).ok()?;
+        let (open, close) = (s.find('(')?, s.rfind(')')?);
+        let name = s[open + 1..close].to_string();
+        // After ") ": state is field 3; utime and stime are fields 14 and 15.
+        let f: Vec<&str> = s[close + 2..].split_whitespace().collect();
+        Some((
+            name,
+            f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+        ))
+    }
+    let mut out: Vec<(String, u64)> = Vec::new();
+    let mut add = |(name, t): (String, u64)| match out.iter_mut().find(|(n, _)| *n == name) {
+        Some((_, v)) => *v += t,
+        None => out.push((name, t)),
+    };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        if let Some(x) = stat(&task.path().join("stat")) {
+            add(x);
+        }
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children.split_whitespace() {
+            if let Some(x) = stat(std::path::Path::new(&format!("/proc/{pid}/stat"))) {
+                add(x);
+            }
+        }
+    }
+    out
+}
+
+/// CPU cores used by each thread group between two [`cpu_ticks`] snapshots `seconds` apart.
+fn cores_used(
+    before: &[(String, u64)],
+    after: &[(String, u64)],
+    seconds: f64,
+) -> Vec<(String, f64)> {
+    // USER_HZ: 100 on every Linux architecture tickwire runs on.
+    let hz = 100.0;
+    let mut out: Vec<(String, f64)> = after
+        .iter()
+        .map(|(name, t)| {
+            let t0 = before.iter().find(|(n, _)| n == name).map_or(0, |x| x.1);
+            (
+                name.clone(),
+                t.saturating_sub(t0) as f64 / hz / seconds.max(1e-9),
+            )
+        })
+        .filter(|(_, c)| *c > 0.0)
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
+}
+
 /// Bytes of the files under `dir` (a recording: its segments).
 fn dir_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
@@ -765,12 +826,14 @@ fn run_one(peer: Peer, rate: f64, repeat: usize, args: &BenchArgs) -> anyhow::Re
     let end = warm + Duration::from_secs_f64(args.duration);
     let mut in_window = false;
     let (mut msgs0, mut pub0) = (0u64, 0u64);
+    let mut cpu0 = Vec::new();
     let (mut last_frames, mut last_t) = (0u64, Instant::now());
     loop {
         let el = t0.elapsed();
         if !in_window && el >= warm {
             window.from_ns.store(now_ns(), Ordering::Release);
             sim.reset_lateness();
+            cpu0 = cpu_ticks();
             msgs0 = server.feed().messages.load(Ordering::Acquire);
             pub0 = server.published();
             in_window = true;
@@ -794,6 +857,7 @@ fn run_one(peer: Peer, rate: f64, repeat: usize, args: &BenchArgs) -> anyhow::Re
     let msgs = server.feed().messages.load(Ordering::Acquire) - msgs0;
     let published = server.published() - pub0;
     let lateness = sim.lateness();
+    let cpu = cores_used(&cpu0, &cpu_ticks(), seconds);
     sim.pause();
     pb.finish_and_clear();
     // Let the clients read what is still in flight for the window (bounded).
@@ -908,6 +972,7 @@ fn run_one(peer: Peer, rate: f64, repeat: usize, args: &BenchArgs) -> anyhow::Re
         sustained,
         recorder,
         gateways: (peer == Peer::Cluster).then_some(args.gateways),
+        cpu_cores: cpu,
         histograms: Some(Box::new(hops)),
         lateness: Some(Box::new(lateness)),
     })

@@ -64,6 +64,10 @@ pub struct Run {
     pub recorder: Option<RecorderRun>,
     /// Gateway nodes, for the `cluster` peer.
     pub gateways: Option<usize>,
+    /// CPU cores used during the measured window, by thread name (`server`, `client`, `sim`
+    /// runtimes; `tickwire-sequen`encer, `tickwire-record`er threads) and child process
+    /// (`nats-server`), busiest first.
+    pub cpu_cores: Vec<(String, f64)>,
     #[serde(skip)]
     /// The merged histograms (for files and plots).
     pub histograms: Option<Box<Hops>>,
@@ -655,6 +659,19 @@ pub fn table(run: &Run) -> String {
         },
         run.rss_mib
     );
+    if !run.cpu_cores.is_empty() {
+        let total: f64 = run.cpu_cores.iter().map(|c| c.1).sum();
+        let parts: Vec<String> = run
+            .cpu_cores
+            .iter()
+            .map(|(n, c)| format!("{n} {c:.2}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  CPU cores in the window: {total:.2} = {}",
+            parts.join(", ")
+        );
+    }
     if let Some(r) = &run.recorder {
         let _ = writeln!(
             s,
