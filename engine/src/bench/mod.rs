@@ -10,8 +10,18 @@
 //! Peers, each on the same simulator load and the same client code:
 //! - `tickwire`: the whole server ([`crate::server`]): feed driver, ingest ring, sequencer,
 //!   broadcast ring, gateway with batching and per-client policy;
+//! - `tickwire-rec`: the same server with the recorder on (`serve --record`), recording into
+//!   a directory under `--out` that is deleted after the run unless `--keep-recording`; the
+//!   report gives its latency over `tickwire`'s at the same load (the recording overhead);
 //! - `naive`: the same feed driver feeding [`naive`]: `tokio::sync::broadcast`, one message
-//!   and one flush per frame per client.
+//!   and one flush per frame per client;
+//! - `nats`: the same feed driver publishing one NATS message per frame, a NATS connection
+//!   per client ([`nats`]);
+//! - `cluster`: the NATS scale-out ([`crate::cluster`]): a `nats-server`, one ingest server
+//!   on the simulator's feed and `--gateways` gateway servers (2 by default) fed from NATS,
+//!   the clients split evenly between the gateways. Frames keep the ingest node's
+//!   `ts_publish`, so publish -> client includes the NATS hop and the gateway; the report
+//!   gives its latency over the embedded `tickwire`'s at the same load.
 //!
 //! Output: a table per run on the terminal, `report.json`, one `.hgrm` percentile
 //! distribution per hop and run, and `latency-<rate>.svg` plots, in `--out`.
@@ -42,21 +52,28 @@ use tokio::runtime::Runtime;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+use crate::cluster::{ClusterConfig, Role};
+use crate::recorder::RecorderConfig;
 use crate::server::{self, ServerConfig};
 use clients::{Behaviour, Protocol, Slot, Window};
 use hops::{Hop, Hops, Percentiles};
 use report::{HopStats, Machine, Report, Run};
+use tickwire_sdk::recording::WriterOptions;
 
 /// A server under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Peer {
     /// tickwire's own server.
     Tickwire,
+    /// tickwire's own server with the recorder on (`serve --record`).
+    TickwireRec,
     /// tokio-tungstenite + `tokio::sync::broadcast`, one flush per frame.
     Naive,
     /// A `nats-server` child process, one NATS message per frame, one connection per client.
     Nats,
+    /// tickwire scaled out over NATS: one ingest node, `--gateways` gateway nodes.
+    Cluster,
 }
 
 impl Peer {
@@ -64,9 +81,16 @@ impl Peer {
     pub const fn name(self) -> &'static str {
         match self {
             Peer::Tickwire => "tickwire",
+            Peer::TickwireRec => "tickwire-rec",
             Peer::Naive => "naive",
             Peer::Nats => "nats",
+            Peer::Cluster => "cluster",
         }
+    }
+
+    /// Needs a `nats-server` binary.
+    const fn needs_nats(self) -> bool {
+        matches!(self, Peer::Nats | Peer::Cluster)
     }
 }
 
@@ -84,7 +108,8 @@ pub enum ClientPolicy {
 #[derive(clap::Args, Debug, Clone, Serialize)]
 pub struct BenchArgs {
     /// Servers to measure, in order [default: tickwire,naive, and nats when `nats-server` is
-    /// installed].
+    /// installed]. `tickwire-rec` (recorder on) and `cluster` (NATS scale-out) are measured
+    /// against `tickwire` at the same load, so list `tickwire` with them.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub peers: Vec<Peer>,
     /// Offered market actions per second (trades and book changes over all symbols), one
@@ -134,6 +159,17 @@ pub struct BenchArgs {
     /// Stop starting runs after this many seconds in total.
     #[arg(long, default_value_t = 1800.0)]
     pub max_secs: f64,
+    /// Runs per (rate, peer), the peers alternating within each repeat, so that two peers'
+    /// ratios can be taken from runs seconds apart and summarized over repeats.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// Keep the `tickwire-rec` peer's recordings (`<out>/recording-<rate>[-r<i>]`) instead
+    /// of deleting them after each run.
+    #[arg(long)]
+    pub keep_recording: bool,
+    /// Gateway nodes of the `cluster` peer (the clients are split evenly between them).
+    #[arg(long, default_value_t = 2)]
+    pub gateways: usize,
 }
 
 impl BenchArgs {
@@ -150,8 +186,16 @@ impl BenchArgs {
                 self.peers.push(Peer::Nats);
             }
         }
-        if self.peers.contains(&Peer::Nats) && nats::find_server().is_none() {
-            bail!("--peers nats needs nats-server on PATH (Debian: apt-get install nats-server)");
+        if let Some(p) = self.peers.iter().find(|p| p.needs_nats())
+            && nats::find_server().is_none()
+        {
+            bail!(
+                "--peers {} needs nats-server on PATH (Debian: apt-get install nats-server)",
+                p.name()
+            );
+        }
+        if self.repeat == 0 || self.gateways == 0 {
+            bail!("--repeat and --gateways must be at least 1");
         }
         if self.rate.iter().any(|r| !r.is_finite() || *r <= 0.0) {
             bail!("--rate: every rate must be a positive number of actions per second");
@@ -194,25 +238,31 @@ pub fn main(args: BenchArgs) -> anyhow::Result<Report> {
     let started = Instant::now();
     let mut runs = Vec::new();
     'all: for &rate in &args.rate {
-        for &peer in &args.peers {
-            if started.elapsed().as_secs_f64() > args.max_secs {
-                eprintln!(
-                    "--max-secs {} reached: the remaining runs are skipped",
-                    args.max_secs
-                );
-                break 'all;
+        for repeat in 0..args.repeat {
+            for &peer in &args.peers {
+                if started.elapsed().as_secs_f64() > args.max_secs {
+                    eprintln!(
+                        "--max-secs {} reached: the remaining runs are skipped",
+                        args.max_secs
+                    );
+                    break 'all;
+                }
+                let run = run_one(peer, rate, repeat, &args)
+                    .with_context(|| format!("{} at {rate} actions/s", peer.name()))?;
+                println!("{}", report::table(&run));
+                runs.push(run);
             }
-            let run = run_one(peer, rate, &args)
-                .with_context(|| format!("{} at {rate} actions/s", peer.name()))?;
-            println!("{}", report::table(&run));
-            runs.push(run);
         }
     }
     let ratios = report::ratios(&runs);
     if !ratios.is_empty() {
         print!("{}", report::ratio_lines(&ratios));
     }
-    let goals = report::goals(&runs, &ratios);
+    let overheads = report::overheads(&runs);
+    if !overheads.is_empty() {
+        print!("{}", report::overhead_lines(&overheads));
+    }
+    let goals = report::goals(&runs, &ratios, &overheads);
     print!("{}", report::goal_lines(&goals));
     write_files(&args, &runs)?;
     let report = Report {
@@ -227,6 +277,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<Report> {
         settings: serde_json::to_value(&args)?,
         runs,
         ratios,
+        overheads,
         goals,
     };
     let path = args.out.join("report.json");
@@ -241,7 +292,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<Report> {
 
 fn write_files(args: &BenchArgs, runs: &[Run]) -> anyhow::Result<()> {
     for run in runs {
-        let stem = format!("{}-{}", run.peer, run.rate);
+        let stem = run.stem();
         if let Some(h) = &run.histograms {
             for hop in Hop::ALL {
                 report::write_hgrm(
@@ -255,7 +306,11 @@ fn write_files(args: &BenchArgs, runs: &[Run]) -> anyhow::Result<()> {
         }
     }
     for &rate in &args.rate {
-        let at: Vec<&Run> = runs.iter().filter(|r| r.rate == rate).collect();
+        // The first repeat of each peer.
+        let at: Vec<&Run> = runs
+            .iter()
+            .filter(|r| r.rate == rate && r.repeat == 0)
+            .collect();
         if at.is_empty() {
             continue;
         }
@@ -308,6 +363,11 @@ fn runtime(name: &str, workers: usize) -> anyhow::Result<Runtime> {
 /// A server under test, running.
 enum Server {
     Tickwire(Box<server::ServerHandle>),
+    Cluster {
+        ingest: Box<server::ServerHandle>,
+        gateways: Vec<server::ServerHandle>,
+        nats: nats::NatsServer,
+    },
     Naive {
         addr: SocketAddr,
         stop: watch::Sender<bool>,
@@ -330,27 +390,50 @@ impl Server {
     fn feed(&self) -> &DriverStats {
         match self {
             Server::Tickwire(h) => &h.feed_stats[0],
+            Server::Cluster { ingest, .. } => &ingest.feed_stats[0],
             Server::Naive { feed, .. } | Server::Nats { feed, .. } => feed,
         }
     }
     fn published(&self) -> u64 {
         match self {
             Server::Tickwire(h) => h.published(),
+            Server::Cluster { ingest, .. } => ingest.published(),
             Server::Naive { stats, .. } | Server::Nats { stats, .. } => {
                 stats.published.load(Ordering::Relaxed)
             }
         }
     }
-    fn url_addr(&self) -> (String, SocketAddr) {
+    fn recorder_stats(&self) -> Option<Arc<crate::recorder::RecorderStats>> {
         match self {
-            Server::Tickwire(h) => (h.ws_url(), h.addr()),
-            Server::Naive { addr, .. } => (format!("ws://{addr}/"), *addr),
-            Server::Nats { server, .. } => (server.url(), ([127, 0, 0, 1], 0).into()),
+            Server::Tickwire(h) => h.recorder_stats(),
+            _ => None,
+        }
+    }
+    /// Where clients connect: client `i` takes entry `i % len` (the cluster's gateways).
+    fn endpoints(&self) -> Vec<(String, SocketAddr)> {
+        match self {
+            Server::Tickwire(h) => vec![(h.ws_url(), h.addr())],
+            Server::Cluster { gateways, .. } => {
+                gateways.iter().map(|g| (g.ws_url(), g.addr())).collect()
+            }
+            Server::Naive { addr, .. } => vec![(format!("ws://{addr}/"), *addr)],
+            Server::Nats { server, .. } => vec![(server.url(), ([127, 0, 0, 1], 0).into())],
         }
     }
     async fn shutdown(self) {
         match self {
             Server::Tickwire(h) => h.shutdown().await,
+            Server::Cluster {
+                ingest,
+                gateways,
+                nats,
+            } => {
+                ingest.shutdown().await;
+                for g in gateways {
+                    g.shutdown().await;
+                }
+                drop(nats);
+            }
             Server::Naive {
                 stop,
                 stop_feed,
@@ -380,12 +463,67 @@ impl Server {
 /// Broadcast channel slots of the naive peer: the same bound as tickwire's ring.
 const NAIVE_CAPACITY: usize = 1 << 16;
 
-async fn start_server(peer: Peer, spec: Arc<dyn VenueSpec>) -> anyhow::Result<Server> {
+/// Waits until the feed of `feed` has connected to the simulator.
+async fn feed_connected(feed: &DriverStats) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while feed.connects.load(Ordering::Acquire) == 0 {
+        if Instant::now() > deadline {
+            bail!("the feed did not connect to the simulator within 15 s");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+async fn start_server(
+    peer: Peer,
+    spec: Arc<dyn VenueSpec>,
+    record: Option<&std::path::Path>,
+    gateways: usize,
+) -> anyhow::Result<Server> {
     let listen: SocketAddr = "127.0.0.1:0".parse()?;
     Ok(match peer {
-        Peer::Tickwire => Server::Tickwire(Box::new(
-            server::start(ServerConfig::new(listen, vec![spec])).await?,
-        )),
+        Peer::Tickwire | Peer::TickwireRec => {
+            let mut config = ServerConfig::new(listen, vec![spec]);
+            // As `serve --record DIR`.
+            config.record = record.map(|dir| RecorderConfig {
+                dir: dir.to_path_buf(),
+                options: WriterOptions::default(),
+            });
+            Server::Tickwire(Box::new(server::start(config).await?))
+        }
+        Peer::Cluster => {
+            let bin = nats::find_server()
+                .context("nats-server is not installed (Debian: apt-get install nats-server)")?;
+            let nats = nats::NatsServer::start(&bin)?;
+            let node = |role, name: String| {
+                Some(ClusterConfig {
+                    role,
+                    nats: nats.url(),
+                    node: name,
+                })
+            };
+            let mut config = ServerConfig::new(listen, vec![spec]);
+            config.cluster = node(Role::Ingest, "bench-ingest".into());
+            let ingest = server::start(config).await.context("the ingest node")?;
+            // The gateways find the ingest node's directory at start; let it have a feed.
+            feed_connected(&ingest.feed_stats[0]).await?;
+            let mut gws = Vec::with_capacity(gateways);
+            for i in 0..gateways {
+                let mut config = ServerConfig::new(listen, vec![]);
+                config.cluster = node(Role::Gateway, format!("bench-gateway-{i}"));
+                gws.push(
+                    server::start(config)
+                        .await
+                        .with_context(|| format!("gateway node {i}"))?,
+                );
+            }
+            Server::Cluster {
+                ingest: Box::new(ingest),
+                gateways: gws,
+                nats,
+            }
+        }
         Peer::Naive => {
             let (tx, _) = broadcast::channel(NAIVE_CAPACITY);
             let stats = Arc::new(naive::NaiveStats::default());
@@ -496,8 +634,84 @@ fn progress(label: &str, secs: f64) -> ProgressBar {
     pb
 }
 
+/// CPU time (utime + stime, clock ticks) of this process's threads by thread name (runtimes
+/// name their workers `sim`, `server`, `client`; `tickwire-sequen`, `tickwire-record` are the
+/// sequencer and recorder threads, as the kernel truncates names), and of its child
+/// processes by command (`nats-server`).
+fn cpu_ticks() -> Vec<(String, u64)> {
+    fn stat(path: &std::path::Path) -> Option<(String, u64)> {
+        let s = std::fs::read_to_string(path).ok()?;
+        let (open, close) = (s.find('(')?, s.rfind(')')?);
+        let name = s[open + 1..close].to_string();
+        // After ") ": state is field 3; utime and stime are fields 14 and 15.
+        let f: Vec<&str> = s[close + 2..].split_whitespace().collect();
+        Some((
+            name,
+            f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+        ))
+    }
+    let mut out: Vec<(String, u64)> = Vec::new();
+    let mut add = |(name, t): (String, u64)| match out.iter_mut().find(|(n, _)| *n == name) {
+        Some((_, v)) => *v += t,
+        None => out.push((name, t)),
+    };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        if let Some(x) = stat(&task.path().join("stat")) {
+            add(x);
+        }
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children.split_whitespace() {
+            if let Some(x) = stat(std::path::Path::new(&format!("/proc/{pid}/stat"))) {
+                add(x);
+            }
+        }
+    }
+    out
+}
+
+/// CPU cores used by each thread group between two [`cpu_ticks`] snapshots `seconds` apart.
+fn cores_used(
+    before: &[(String, u64)],
+    after: &[(String, u64)],
+    seconds: f64,
+) -> Vec<(String, f64)> {
+    // USER_HZ: 100 on every Linux architecture tickwire runs on.
+    let hz = 100.0;
+    let mut out: Vec<(String, f64)> = after
+        .iter()
+        .map(|(name, t)| {
+            let t0 = before.iter().find(|(n, _)| n == name).map_or(0, |x| x.1);
+            (
+                name.clone(),
+                t.saturating_sub(t0) as f64 / hz / seconds.max(1e-9),
+            )
+        })
+        .filter(|(_, c)| *c > 0.0)
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
+}
+
+/// Bytes of the files under `dir` (a recording: its segments).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 /// One peer at one rate: start everything, load, measure, stop everything.
-fn run_one(peer: Peer, rate: f64, args: &BenchArgs) -> anyhow::Result<Run> {
+fn run_one(peer: Peer, rate: f64, repeat: usize, args: &BenchArgs) -> anyhow::Result<Run> {
     let symbols = args.symbol_names();
     let sim_rt = runtime("sim", 1)?;
     let server_rt = runtime("server", args.server_threads.max(1))?;
@@ -518,33 +732,43 @@ fn run_one(peer: Peer, rate: f64, args: &BenchArgs) -> anyhow::Result<Run> {
     }))?;
     let spec: Arc<dyn VenueSpec> =
         Arc::new(BinanceSpot::new(symbols.clone()).at(&sim.ws_url(), &sim.rest_url()));
-    let server = server_rt.block_on(start_server(peer, spec))?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while server.feed().connects.load(Ordering::Acquire) == 0 {
-        if Instant::now() > deadline {
-            bail!("the feed did not connect to the simulator within 15 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let record_dir = (peer == Peer::TickwireRec).then(|| {
+        args.out
+            .join(format!("recording-{rate}{}", report::repeat_suffix(repeat)))
+    });
+    if let Some(dir) = &record_dir {
+        // A new recording each run (the recorder would continue an old one).
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the recording directory {}", dir.display()))?;
     }
+    let server = server_rt.block_on(start_server(
+        peer,
+        spec,
+        record_dir.as_deref(),
+        args.gateways,
+    ))?;
+    server_rt.block_on(feed_connected(server.feed()))?;
 
     // Clients: stalled first, then slow, then fast.
     let n_stalled = (args.clients as f64 * args.stalled).round() as usize;
     let n_slow = ((args.clients as f64 * args.slow).round() as usize).min(args.clients - n_stalled);
     let window = Arc::new(Window::default());
     let protocol = match peer {
-        Peer::Tickwire => Protocol::Tickwire,
+        Peer::Tickwire | Peer::TickwireRec | Peer::Cluster => Protocol::Tickwire,
         Peer::Naive => Protocol::Naive,
         Peer::Nats => Protocol::Nats,
     };
-    let (url, addr) = server.url_addr();
+    let endpoints = server.endpoints();
     let subscribe = Arc::new(subscribe_message(&symbols, args.policy));
     let clients: Vec<Client> = client_rt.block_on(async {
         let mut out = Vec::with_capacity(args.clients);
         for chunk in (0..args.clients).collect::<Vec<_>>().chunks(100) {
             let pending: Vec<_> = chunk
                 .iter()
-                .map(|_| {
-                    let (url, sub) = (url.clone(), subscribe.clone());
+                .map(|&i| {
+                    let (url, addr) = endpoints[i % endpoints.len()].clone();
+                    let sub = subscribe.clone();
                     tokio::spawn(async move {
                         tokio::time::timeout(Duration::from_secs(20), async move {
                             Ok::<_, anyhow::Error>(match protocol {
@@ -602,12 +826,14 @@ fn run_one(peer: Peer, rate: f64, args: &BenchArgs) -> anyhow::Result<Run> {
     let end = warm + Duration::from_secs_f64(args.duration);
     let mut in_window = false;
     let (mut msgs0, mut pub0) = (0u64, 0u64);
+    let mut cpu0 = Vec::new();
     let (mut last_frames, mut last_t) = (0u64, Instant::now());
     loop {
         let el = t0.elapsed();
         if !in_window && el >= warm {
             window.from_ns.store(now_ns(), Ordering::Release);
             sim.reset_lateness();
+            cpu0 = cpu_ticks();
             msgs0 = server.feed().messages.load(Ordering::Acquire);
             pub0 = server.published();
             in_window = true;
@@ -631,6 +857,7 @@ fn run_one(peer: Peer, rate: f64, args: &BenchArgs) -> anyhow::Result<Run> {
     let msgs = server.feed().messages.load(Ordering::Acquire) - msgs0;
     let published = server.published() - pub0;
     let lateness = sim.lateness();
+    let cpu = cores_used(&cpu0, &cpu_ticks(), seconds);
     sim.pause();
     pb.finish_and_clear();
     // Let the clients read what is still in flight for the window (bounded).
@@ -679,7 +906,23 @@ fn run_one(peer: Peer, rate: f64, args: &BenchArgs) -> anyhow::Result<Run> {
     for c in &clients {
         c.task.abort();
     }
+    let recorder_stats = server.recorder_stats();
     server_rt.block_on(server.shutdown());
+    // Closed by the shutdown: every frame published is written by now.
+    let recorder = record_dir.map(|dir| {
+        let stats = recorder_stats.unwrap_or_default();
+        let r = report::RecorderRun {
+            frames: stats.frames.load(Ordering::Acquire),
+            lost: stats.lost.load(Ordering::Acquire),
+            errors: stats.errors.load(Ordering::Acquire),
+            bytes: dir_bytes(&dir),
+            kept: args.keep_recording.then(|| dir.display().to_string()),
+        };
+        if !args.keep_recording {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        r
+    });
     sim_rt.block_on(sim.shutdown());
     client_rt.shutdown_timeout(Duration::from_secs(2));
     server_rt.shutdown_timeout(Duration::from_secs(2));
@@ -708,6 +951,7 @@ fn run_one(peer: Peer, rate: f64, args: &BenchArgs) -> anyhow::Result<Run> {
     Ok(Run {
         peer: peer.name().to_string(),
         rate,
+        repeat,
         seconds,
         ticks_in_per_s: msgs as f64 / seconds,
         frames_published_per_s: published as f64 / seconds,
@@ -726,6 +970,9 @@ fn run_one(peer: Peer, rate: f64, args: &BenchArgs) -> anyhow::Result<Run> {
         rss_mib: rss,
         keeps_up,
         sustained,
+        recorder,
+        gateways: (peer == Peer::Cluster).then_some(args.gateways),
+        cpu_cores: cpu,
         histograms: Some(Box::new(hops)),
         lateness: Some(Box::new(lateness)),
     })

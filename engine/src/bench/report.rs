@@ -13,10 +13,12 @@ use super::hops::{Hop, Hops, Percentiles};
 /// One peer at one offered rate.
 #[derive(Debug, Clone, Serialize)]
 pub struct Run {
-    /// `tickwire` or `naive`.
+    /// [`super::Peer::name`]: `tickwire`, `tickwire-rec`, `naive`, `nats` or `cluster`.
     pub peer: String,
     /// Market actions per second asked of the simulator.
     pub rate: f64,
+    /// Which repeat of this (rate, peer) it is, from 0 (`--repeat`).
+    pub repeat: usize,
     /// Seconds measured (after the warm-up).
     pub seconds: f64,
     /// Venue messages the feed read per second.
@@ -58,6 +60,14 @@ pub struct Run {
     pub keeps_up: bool,
     /// Kept up, and the end-to-end p99 is under 10 ms.
     pub sustained: bool,
+    /// The recording, for the `tickwire-rec` peer.
+    pub recorder: Option<RecorderRun>,
+    /// Gateway nodes, for the `cluster` peer.
+    pub gateways: Option<usize>,
+    /// CPU cores used during the measured window, by thread name (`server`, `client`, `sim`
+    /// runtimes; `tickwire-sequen`encer, `tickwire-record`er threads) and child process
+    /// (`nats-server`), busiest first.
+    pub cpu_cores: Vec<(String, f64)>,
     #[serde(skip)]
     /// The merged histograms (for files and plots).
     pub histograms: Option<Box<Hops>>,
@@ -75,10 +85,198 @@ impl Run {
             .map(|h| &h.pct)
     }
 
-    /// A short label: `tickwire@10000/s`.
+    /// A short label: `tickwire@10000/s` (`tickwire@10000/s#2` for the third repeat).
     pub fn label(&self) -> String {
-        format!("{}@{}/s", self.peer, self.rate)
+        if self.repeat == 0 {
+            format!("{}@{}/s", self.peer, self.rate)
+        } else {
+            format!("{}@{}/s#{}", self.peer, self.rate, self.repeat)
+        }
     }
+
+    /// Stem of this run's files: `tickwire-10000` (`tickwire-10000-r2` for the third repeat).
+    pub fn stem(&self) -> String {
+        format!("{}-{}{}", self.peer, self.rate, repeat_suffix(self.repeat))
+    }
+}
+
+/// `""` for the first repeat, `-r<i>` for the others (file and directory names).
+pub fn repeat_suffix(repeat: usize) -> String {
+    if repeat == 0 {
+        String::new()
+    } else {
+        format!("-r{repeat}")
+    }
+}
+
+/// What the `tickwire-rec` peer's recorder did in one run (counted from the server's start
+/// to its shutdown, so warm-up and drain included).
+#[derive(Debug, Clone, Serialize)]
+pub struct RecorderRun {
+    /// Frames written.
+    pub frames: u64,
+    /// Frames lost because the recorder fell a whole ring behind (0 when it kept up).
+    pub lost: u64,
+    /// Write errors.
+    pub errors: u64,
+    /// Size of the recording on disk, bytes.
+    pub bytes: u64,
+    /// Where the recording was kept (`--keep-recording`); None: deleted after the run.
+    pub kept: Option<String>,
+}
+
+/// Peers measured as "`tickwire` plus something" at the same load: their latency over
+/// `tickwire`'s is the cost of that something.
+pub const ADDED_PEERS: [&str; 2] = ["tickwire-rec", "cluster"];
+
+/// One percentile of a peer against `tickwire` at one rate, over the repeats.
+#[derive(Debug, Clone, Serialize)]
+pub struct Added {
+    /// `tickwire`'s figure, us (median over the repeats).
+    pub tickwire_us: f64,
+    /// The peer's figure, us (median over the repeats).
+    pub peer_us: f64,
+    /// Peer / `tickwire`, the median of the per-repeat ratios (each from two runs seconds
+    /// apart).
+    pub ratio: f64,
+    /// Peer - `tickwire`, us, the median of the per-repeat differences.
+    pub added_us: f64,
+    /// Every repeat's ratio, in order.
+    pub ratios: Vec<f64>,
+}
+
+/// What a peer in [`ADDED_PEERS`] adds to `tickwire`'s end-to-end latency at one rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Overhead {
+    /// `tickwire-rec` or `cluster`.
+    pub peer: String,
+    /// Actions per second.
+    pub rate: f64,
+    /// Repeats with both runs measured.
+    pub repeats: usize,
+    /// End-to-end p50.
+    pub p50: Added,
+    /// End-to-end p99.
+    pub p99: Added,
+    /// End-to-end p99.9.
+    pub p99_9: Added,
+    /// Both peers kept up in every repeat (otherwise the figures compare a backlog).
+    pub both_kept_up: bool,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The end-to-end latency each peer of [`ADDED_PEERS`] in `runs` adds to `tickwire`'s, per
+/// rate, pairing runs of the same rate and repeat.
+pub fn overheads(runs: &[Run]) -> Vec<Overhead> {
+    let mut out = Vec::new();
+    for peer in ADDED_PEERS {
+        let mut rates: Vec<f64> = Vec::new();
+        for r in runs.iter().filter(|r| r.peer == peer) {
+            if !rates.contains(&r.rate) {
+                rates.push(r.rate);
+            }
+        }
+        for rate in rates {
+            let pairs: Vec<(&Run, Percentiles, Percentiles)> = runs
+                .iter()
+                .filter(|p| p.peer == peer && p.rate == rate)
+                .filter_map(|p| {
+                    let tw = runs
+                        .iter()
+                        .find(|t| t.peer == "tickwire" && t.rate == rate && t.repeat == p.repeat)?;
+                    let (a, b) = (*tw.hop(Hop::EndToEnd)?, *p.hop(Hop::EndToEnd)?);
+                    (a.count > 0 && b.count > 0).then_some((tw, a, b))
+                })
+                .collect();
+            if pairs.is_empty() {
+                continue;
+            }
+            let added = |f: fn(&Percentiles) -> f64| Added {
+                tickwire_us: median(pairs.iter().map(|(_, a, _)| f(a)).collect()),
+                peer_us: median(pairs.iter().map(|(_, _, b)| f(b)).collect()),
+                ratio: median(
+                    pairs
+                        .iter()
+                        .map(|(_, a, b)| f(b) / f(a).max(1e-9))
+                        .collect(),
+                ),
+                added_us: median(pairs.iter().map(|(_, a, b)| f(b) - f(a)).collect()),
+                ratios: pairs
+                    .iter()
+                    .map(|(_, a, b)| f(b) / f(a).max(1e-9))
+                    .collect(),
+            };
+            let both_kept_up = pairs.iter().all(|(tw, _, _)| tw.keeps_up)
+                && runs
+                    .iter()
+                    .filter(|p| p.peer == peer && p.rate == rate)
+                    .all(|p| p.keeps_up);
+            out.push(Overhead {
+                peer: peer.to_string(),
+                rate,
+                repeats: pairs.len(),
+                p50: added(|p| p.p50),
+                p99: added(|p| p.p99),
+                p99_9: added(|p| p.p99_9),
+                both_kept_up,
+            });
+        }
+    }
+    out
+}
+
+fn us(v: f64) -> String {
+    if v.abs() >= 1_000.0 {
+        format!("{:.2} ms", v / 1_000.0)
+    } else {
+        format!("{v:.0} us")
+    }
+}
+
+/// The overheads as lines of text.
+pub fn overhead_lines(overheads: &[Overhead]) -> String {
+    let mut s = String::new();
+    for o in overheads {
+        let one = |name: &str, a: &Added| {
+            format!(
+                "{name} {} -> {} ({:.2}x, {}{})",
+                us(a.tickwire_us),
+                us(a.peer_us),
+                a.ratio,
+                if a.added_us >= 0.0 { "+" } else { "-" },
+                us(a.added_us.abs()),
+            )
+        };
+        let _ = writeln!(
+            s,
+            "{} over tickwire at {}/s ({} repeat{}{}): end to end {}; {}; {}",
+            o.peer,
+            o.rate,
+            o.repeats,
+            if o.repeats == 1 { "" } else { "s, medians" },
+            if o.both_kept_up {
+                ""
+            } else {
+                ", NOT BOTH KEPT UP"
+            },
+            one("p50", &o.p50),
+            one("p99", &o.p99),
+            one("p99.9", &o.p99_9),
+        );
+    }
+    s
 }
 
 /// One hop's figures.
@@ -108,6 +306,10 @@ pub struct Ratio {
     pub p99_ratios: Vec<(f64, f64)>,
     /// tickwire's deliveries/s at its highest sustained rate / the peer's at its own.
     pub sustained_deliveries_ratio: Option<f64>,
+    /// The peer's deliveries/s at its highest sustained rate.
+    pub peer_max_sustained_deliveries: Option<f64>,
+    /// tickwire's deliveries/s at its highest sustained rate.
+    pub tickwire_max_sustained_deliveries: Option<f64>,
 }
 
 /// The whole report.
@@ -125,6 +327,9 @@ pub struct Report {
     pub runs: Vec<Run>,
     /// tickwire against each peer.
     pub ratios: Vec<Ratio>,
+    /// What `tickwire-rec` (recording) and `cluster` (the NATS hop) add to `tickwire`'s
+    /// latency at the same load.
+    pub overheads: Vec<Overhead>,
     /// The issue's goals on this machine, met or missed, and by how much.
     pub goals: Vec<Goal>,
 }
@@ -146,8 +351,8 @@ pub struct Goal {
     pub from: String,
 }
 
-/// Checks the goals of the latency benchmark against `runs` and `ratios`.
-pub fn goals(runs: &[Run], ratios: &[Ratio]) -> Vec<Goal> {
+/// Checks the goals of the latency benchmark against `runs`, `ratios` and `overheads`.
+pub fn goals(runs: &[Run], ratios: &[Ratio], overheads: &[Overhead]) -> Vec<Goal> {
     let tw: Vec<&Run> = runs.iter().filter(|r| r.peer == "tickwire").collect();
     // 10k ticks/s in to 100 clients: the tickwire run closest to that load.
     let at_10k = tw
@@ -228,6 +433,21 @@ pub fn goals(runs: &[Run], ratios: &[Ratio]) -> Vec<Goal> {
         true,
         worst_internal.map_or("no tickwire run".into(), |w| w.1),
     );
+    // Issue 5: recording costs under 10% of the end-to-end p99, at every rate measured.
+    let worst_rec = overheads
+        .iter()
+        .filter(|o| o.peer == "tickwire-rec")
+        .max_by(|a, b| a.p99.ratio.total_cmp(&b.p99.ratio));
+    push(
+        "recording overhead on the end-to-end p99, tickwire-rec over tickwire (worst rate)",
+        worst_rec.map(|o| (o.p99.ratio - 1.0) * 100.0),
+        "%",
+        10.0,
+        true,
+        worst_rec.map_or("no tickwire-rec run beside a tickwire run".into(), |o| {
+            format!("at {} actions/s, median of {} repeat(s)", o.rate, o.repeats)
+        }),
+    );
     out
 }
 
@@ -241,6 +461,9 @@ pub fn goal_lines(goals: &[Goal]) -> String {
     for g in goals {
         let verdict = match (g.met, g.measured) {
             (Some(true), _) => "met".to_string(),
+            (Some(false), Some(m)) if g.unit == "%" => {
+                format!("MISSED by {:.1} points", m - g.target)
+            }
             (Some(false), Some(m)) => {
                 let by = if g.unit == "x" {
                     g.target / m.max(1e-9)
@@ -333,9 +556,9 @@ pub fn ratios(runs: &[Run]) -> Vec<Ratio> {
                 .iter()
                 .filter(|r| r.peer == peer)
                 .filter_map(|p| {
-                    let tw = runs
-                        .iter()
-                        .find(|r| r.peer == "tickwire" && r.rate == p.rate)?;
+                    let tw = runs.iter().find(|r| {
+                        r.peer == "tickwire" && r.rate == p.rate && r.repeat == p.repeat
+                    })?;
                     Some((p.rate, p99(p)? / p99(tw)?))
                 })
                 .collect();
@@ -360,6 +583,8 @@ pub fn ratios(runs: &[Run]) -> Vec<Ratio> {
                 p99_ratio_at_peer_max,
                 p99_ratios,
                 sustained_deliveries_ratio,
+                peer_max_sustained_deliveries: pb.map(|r| r.deliveries_per_s),
+                tickwire_max_sustained_deliveries: tw_best.map(|r| r.deliveries_per_s),
             }
         })
         .collect()
@@ -434,6 +659,38 @@ pub fn table(run: &Run) -> String {
         },
         run.rss_mib
     );
+    if !run.cpu_cores.is_empty() {
+        let total: f64 = run.cpu_cores.iter().map(|c| c.1).sum();
+        let parts: Vec<String> = run
+            .cpu_cores
+            .iter()
+            .map(|(n, c)| format!("{n} {c:.2}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  CPU cores in the window: {total:.2} = {}",
+            parts.join(", ")
+        );
+    }
+    if let Some(r) = &run.recorder {
+        let _ = writeln!(
+            s,
+            "  recorder: {} frames written, {} lost, {} errors, {:.1} MiB on disk{}",
+            r.frames,
+            r.lost,
+            r.errors,
+            r.bytes as f64 / (1 << 20) as f64,
+            r.kept
+                .as_ref()
+                .map_or(" (deleted)".to_string(), |d| format!(" in {d}"))
+        );
+    }
+    if let Some(g) = run.gateways {
+        let _ = writeln!(
+            s,
+            "  cluster: 1 ingest node -> NATS -> {g} gateway nodes, clients split evenly"
+        );
+    }
     s
 }
 
@@ -442,6 +699,19 @@ pub fn ratio_lines(ratios: &[Ratio]) -> String {
     let mut s = String::new();
     let f = |v: Option<f64>, unit: &str| v.map_or("n/a".to_string(), |v| format!("{v:.1}{unit}"));
     for r in ratios {
+        if ADDED_PEERS.contains(&r.peer.as_str()) {
+            // tickwire plus something: its latency cost is in the overhead lines.
+            let _ = writeln!(
+                s,
+                "{}: highest sustained rate (p99 < 10 ms) {} ({} deliveries/s); tickwire {} ({} deliveries/s)",
+                r.peer,
+                f(r.peer_max_sustained_rate, "/s"),
+                r.peer_max_sustained_deliveries.map_or("-".into(), rate),
+                f(r.tickwire_max_sustained_rate, "/s"),
+                r.tickwire_max_sustained_deliveries.map_or("-".into(), rate),
+            );
+            continue;
+        }
         let _ = writeln!(
             s,
             "tickwire vs {}: highest sustained rate (p99 < 10 ms) {} vs {}, deliveries/s {}; end-to-end p99 {} lower at {}'s highest rate kept up with ({}); p99 ratio per rate: {}",
