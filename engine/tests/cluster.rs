@@ -314,14 +314,29 @@ async fn one_ingest_two_gateways_give_clients_the_same_frames_as_the_embedded_se
     let mut c0 = client(reference.url(), "lossless", false).await;
     let mut c1 = client(g1.url(), "lossless", false).await;
     let mut c2 = client(g2.url(), "lossless", false).await;
+    // A pattern subscription on a gateway: the instruments it matches are fetched too.
+    let mut c3 = ws_connect(g2.url()).await;
+    send_json(
+        &mut c3,
+        json!({"op": "subscribe", "id": 1, "symbols": ["binance:*"],
+               "encoding": "binary", "policy": "lossless"}),
+    )
+    .await;
+    assert_eq!(reply_of(&mut c3, "subscribed").await["type"], "subscribed");
 
     sim.run_items(3_000);
-    let (mut a, mut b, mut c) = (Got::default(), Got::default(), Got::default());
+    let (mut a, mut b, mut c, mut d) = (
+        Got::default(),
+        Got::default(),
+        Got::default(),
+        Got::default(),
+    );
     let q = Duration::from_millis(800);
     tokio::join!(
         read_until_quiet(&mut c0, &sim, &mut a, q),
         read_until_quiet(&mut c1, &sim, &mut b, q),
         read_until_quiet(&mut c2, &sim, &mut c, q),
+        read_until_quiet(&mut c3, &sim, &mut d, q),
     );
     let skip_state = |g: &Got| -> Vec<Frame> {
         g.frames()
@@ -391,6 +406,10 @@ async fn one_ingest_two_gateways_give_clients_the_same_frames_as_the_embedded_se
         assert_eq!(stream(&da, ch), stream(&db, ch), "{ch:?} differ");
     }
     assert_eq!(top(&book_of(&da)), top(&book_of(&db)), "the books differ");
+    assert!(
+        bytes(&d) == bytes(&c),
+        "the pattern subscriber's frames differ"
+    );
     assert!(b.markers().is_empty(), "{:?}", b.markers());
     sim.shutdown().await;
 }
