@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
@@ -14,62 +13,19 @@ use tickwire_sdk::recording::format::{BLOCK_HEADER_LEN, BlockKind, decode_segmen
 use tickwire_sdk::recording::scan::{Found, scan};
 use tickwire_sdk::recording::{
     CorruptBlock, Filter, FsyncPolicy, Recording, RecordingError, RecordingWriter, TimeRange,
-    WriterOptions, frame_time,
+    WriterOptions,
 };
 use tickwire_sdk::wire::{
     Body, BookDelta, BookSide, BookSnapshot, Definition, Frame, InstrumentInfo, Level, Quote, Side,
     Status, StatusCode, Trade, TradeId, TradeSummary, Venue, encode, flags, instrument_id,
 };
 
+mod common;
+
+use common::{Rng, TempDir, ts_of, write_all};
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("tickwire-rec-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// A fresh sub-directory.
-    fn sub(&self, name: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::create_dir_all(&p).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Deterministic pseudo-random numbers (xorshift), so a child process makes the same frames.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 const SYMBOLS: [(Venue, &str); 5] = [
     (Venue::Binance, "BTCUSDT"),
@@ -179,10 +135,6 @@ fn varied_frames(seed: u64, n: usize, t0: u64) -> Vec<Frame> {
         .collect()
 }
 
-fn ts_of(f: &Frame) -> u64 {
-    frame_time(f.ts_publish, f.ts_recv)
-}
-
 fn small_options() -> WriterOptions {
     WriterOptions {
         max_segment_bytes: 48 << 10,
@@ -192,14 +144,6 @@ fn small_options() -> WriterOptions {
         keep_raw: false,
         fsync: FsyncPolicy::Never,
     }
-}
-
-fn write_all(dir: &Path, options: WriterOptions, frames: &[Frame]) {
-    let mut w = RecordingWriter::create(dir, options, &instruments()).unwrap();
-    for f in frames {
-        w.append_frame(f).unwrap();
-    }
-    w.close().unwrap();
 }
 
 /// Every item of `frames(filter)`: the frames' bytes, and the damage reported.
@@ -395,7 +339,7 @@ fn torn_tail_at_every_offset_of_the_last_block_is_cut_and_appending_continues() 
         records_per_block: 5,
         ..small_options()
     };
-    write_all(&src, options.clone(), &frames);
+    write_all(&src, options.clone(), &instruments(), &frames);
     let files = segment_files(&src);
     assert!(files.len() >= 2);
     let last = files.last().unwrap();
@@ -739,7 +683,7 @@ fn bad_segment_header_is_an_error_naming_the_file() {
     let tmp = TempDir::new("header");
     let frames = varied_frames(24, 400, 1_000_000);
     let src = tmp.sub("src");
-    write_all(&src, small_options(), &frames);
+    write_all(&src, small_options(), &instruments(), &frames);
     let files = segment_files(&src);
     assert!(files.len() >= 2);
     let name = files[0].file_name().unwrap();
@@ -805,7 +749,7 @@ fn a_torn_tail_in_a_segment_that_is_not_the_last_is_reported() {
         max_segment_bytes: 16 << 10,
         ..small_options()
     };
-    write_all(tmp.path(), options, &frames);
+    write_all(tmp.path(), options, &instruments(), &frames);
     let files = segment_files(tmp.path());
     assert!(files.len() >= 2);
     let first = &files[0];
@@ -853,7 +797,12 @@ fn create_and_open_refuse_the_wrong_directory() {
     );
 
     let full = tmp.sub("full");
-    write_all(&full, small_options(), &varied_frames(1, 10, 1));
+    write_all(
+        &full,
+        small_options(),
+        &instruments(),
+        &varied_frames(1, 10, 1),
+    );
     let err = RecordingWriter::create(&full, small_options(), &[]).unwrap_err();
     assert!(matches!(err, RecordingError::AlreadyExists { .. }), "{err}");
 
@@ -892,7 +841,7 @@ fn names_resolve_through_the_instrument_lists() {
             qty_decimals: 2,
         }),
     ));
-    write_all(tmp.path(), small_options(), &frames);
+    write_all(tmp.path(), small_options(), &instruments(), &frames);
     let rec = Recording::open(tmp.path()).unwrap();
     assert_eq!(rec.segments().len(), 1);
     assert_eq!(
@@ -962,7 +911,7 @@ proptest! {
             max_segment_age: Some(Duration::from_micros(150)),
             ..small_options()
         };
-        write_all(tmp.path(), options, &frames);
+        write_all(tmp.path(), options, &instruments(), &frames);
         for (from, len, set) in filters {
             let mut filter = Filter::all();
             let to = len.map(|len| from.unwrap_or(0) + len);
@@ -990,7 +939,7 @@ proptest! {
         static GOOD: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
         let good = GOOD.get_or_init(|| {
             let src = TempDir::new("prop-bytes-src");
-            write_all(src.path(), small_options(), &varied_frames(5, 60, 1));
+            write_all(src.path(), small_options(), &instruments(), &varied_frames(5, 60, 1));
             std::fs::read(segment_files(src.path()).pop().unwrap()).unwrap()
         });
         let tmp = TempDir::new("prop-bytes");

@@ -4,8 +4,7 @@
 //! client (a scripted fake server on 127.0.0.1) with the same result.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -14,9 +13,7 @@ use tickwire_sdk::client::{Client, ClientError, Event};
 use tickwire_sdk::recording::format::BLOCK_HEADER_LEN;
 use tickwire_sdk::recording::format::{BlockKind, decode_segment_header};
 use tickwire_sdk::recording::scan::{Found, scan};
-use tickwire_sdk::recording::{
-    Filter, FsyncPolicy, Recording, RecordingWriter, WriterOptions, frame_time,
-};
+use tickwire_sdk::recording::{Filter, FsyncPolicy, Recording, WriterOptions};
 use tickwire_sdk::replay::{Replay, ReplayError, ReplayEvent, Speed};
 use tickwire_sdk::source::FrameSource;
 use tickwire_sdk::wire::{
@@ -28,48 +25,12 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
+mod common;
+
+use common::{Rng, TempDir, ts_of, write_all};
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("tickwire-replay-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Deterministic pseudo-random numbers (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 const SYMBOLS: [(Venue, &str); 3] = [
     (Venue::Binance, "BTCUSDT"),
@@ -206,18 +167,6 @@ fn varied_frames(n: u64) -> Vec<Frame> {
     out
 }
 
-fn write(dir: &Path, options: WriterOptions, frames: &[Frame]) {
-    let mut w = RecordingWriter::create(dir, options, &infos()).unwrap();
-    for f in frames {
-        w.append_frame(f).unwrap();
-    }
-    w.close().unwrap();
-}
-
-fn ts(f: &Frame) -> u64 {
-    frame_time(f.ts_publish, f.ts_recv)
-}
-
 /// Everything a blocking replay delivers: frame bytes, and the events in order (as text).
 fn drain_blocking(replay: &mut Replay) -> (Vec<Vec<u8>>, Vec<String>) {
     let mut frames = Vec::new();
@@ -274,12 +223,12 @@ fn runtime() -> tokio::runtime::Runtime {
 fn max_speed_gives_exactly_the_selected_frames_byte_for_byte_in_order() {
     let tmp = TempDir::new("select");
     let frames = varied_frames(6_000);
-    write(tmp.path(), small_blocks(), &frames);
+    write_all(tmp.path(), small_blocks(), &infos(), &frames);
     let rec = Recording::open(tmp.path()).unwrap();
     assert!(rec.segments().len() > 3, "several segments");
     drop(rec);
 
-    let (from, to) = (ts(&frames[700]), ts(&frames[5_100]));
+    let (from, to) = (ts_of(&frames[700]), ts_of(&frames[5_100]));
     let cases: Vec<(Vec<&str>, Vec<Channel>)> = vec![
         (vec!["binance:BTCUSDT"], vec![Channel::Trades]),
         (
@@ -313,7 +262,7 @@ fn max_speed_gives_exactly_the_selected_frames_byte_for_byte_in_order() {
             .filter(|f| {
                 ids.contains(&f.instrument)
                     && (f.channel() == Channel::Control || data.contains(&f.channel()))
-                    && (from..to).contains(&ts(f))
+                    && (from..to).contains(&ts_of(f))
             })
             .map(encode)
             .collect();
@@ -349,7 +298,7 @@ fn max_speed_gives_exactly_the_selected_frames_byte_for_byte_in_order() {
 fn batches_point_into_the_recordings_map() {
     let tmp = TempDir::new("zerocopy");
     let frames = varied_frames(500);
-    write(tmp.path(), small_blocks(), &frames);
+    write_all(tmp.path(), small_blocks(), &infos(), &frames);
     let mut replay = Replay::open(tmp.path()).unwrap();
     replay.subscribe(&["*"], &[]).unwrap();
     let mapped: Vec<usize> = replay
@@ -374,7 +323,7 @@ fn batches_point_into_the_recordings_map() {
 fn subscriptions_change_and_rewind() {
     let tmp = TempDir::new("resub");
     let frames = varied_frames(2_000);
-    write(tmp.path(), small_blocks(), &frames);
+    write_all(tmp.path(), small_blocks(), &infos(), &frames);
     let btc = instrument_id(Venue::Binance, "BTCUSDT");
     let mut replay = Replay::open(tmp.path()).unwrap();
     replay
@@ -449,7 +398,7 @@ fn paced_at_1x_follows_recorded_time() {
         records_per_block: 4,
         ..small_blocks()
     };
-    write(tmp.path(), options, &frames);
+    write_all(tmp.path(), options, &infos(), &frames);
     let mut replay = Replay::builder(tmp.path())
         .speed(Speed::Factor(1.0))
         .open()
@@ -480,7 +429,7 @@ fn paced_at_10x_follows_recorded_time_without_a_runtime() {
     let tmp = TempDir::new("pace10");
     // 201 frames 10 ms apart: 2 s of recorded time, 200 ms at 10x.
     let frames = evenly_spaced(201, Duration::from_millis(10));
-    write(tmp.path(), small_blocks(), &frames);
+    write_all(tmp.path(), small_blocks(), &infos(), &frames);
     let mut replay = Replay::builder(tmp.path())
         .speed(Speed::Factor(10.0))
         .open()
@@ -518,7 +467,7 @@ fn a_seq_hole_gives_a_gap_before_the_batch_that_holds_it() {
         records_per_block: 2,
         ..small_blocks()
     };
-    write(tmp.path(), options, &frames);
+    write_all(tmp.path(), options, &infos(), &frames);
     let mut replay = Replay::open(tmp.path()).unwrap();
     replay
         .subscribe(&["binance:BTCUSDT"], &[Channel::Trades])
@@ -581,7 +530,7 @@ fn a_flipped_byte_is_reported_with_its_offset_and_the_other_blocks_still_come() 
         records_per_block: 8,
         ..WriterOptions::default()
     };
-    write(tmp.path(), options, &frames);
+    write_all(tmp.path(), options, &infos(), &frames);
     let segment = Recording::open(tmp.path())
         .unwrap()
         .segments()
@@ -667,7 +616,7 @@ fn errors_say_what_is_wrong_and_what_to_pass() {
     assert!(text.contains("holds no seg-*.twrec file"), "{text}");
 
     let rec = tmp.path().join("rec");
-    write(&rec, small_blocks(), &varied_frames(50));
+    write_all(&rec, small_blocks(), &infos(), &varied_frames(50));
     let segment = Recording::open(&rec)
         .unwrap()
         .segments()
@@ -766,7 +715,7 @@ fn one_strategy_gives_the_same_result_on_a_replay_and_live() {
         .position(|f| f.instrument == btc && f.channel() == Channel::Trades && f.seq > 10)
         .unwrap();
     frames.remove(victim);
-    write(tmp.path(), small_blocks(), &frames);
+    write_all(tmp.path(), small_blocks(), &infos(), &frames);
     let symbols = ["binance:BTCUSDT"];
     let channels = [Channel::Trades, Channel::Quotes];
 
