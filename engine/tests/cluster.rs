@@ -260,6 +260,42 @@ fn content(f: &Frame) -> Frame {
     f
 }
 
+/// Asserts that wherever a stream's seq jumps (but at a snapshot, a new baseline), a `stale`
+/// or `gap` status came first; with `monotone`, also that seq never goes back (a state sent
+/// on subscribe may repeat the seq it stands at).
+fn assert_no_silent_hole(got: &Got, monotone: bool) {
+    let mut last: HashMap<(u32, u8), u64> = HashMap::new();
+    let mut told = false;
+    for f in got.frames() {
+        if f.seq == 0 {
+            if let tickwire_sdk::wire::Body::Status(s) = &f.body
+                && matches!(s.code, StatusCode::Stale | StatusCode::Gap)
+            {
+                told = true;
+            }
+            continue;
+        }
+        let key = (f.instrument, f.channel() as u8);
+        let snapshot = f.flags & flags::SNAPSHOT != 0;
+        if let Some(prev) = last.insert(key, f.seq) {
+            if monotone {
+                assert!(
+                    f.seq > prev || snapshot && f.seq == prev,
+                    "seq went back on {key:?}: {prev} -> {}",
+                    f.seq
+                );
+            }
+            if f.seq != prev + 1 && !snapshot {
+                assert!(
+                    told,
+                    "seq {prev} -> {} on {key:?} with no status before",
+                    f.seq
+                );
+            }
+        }
+    }
+}
+
 /// Asserts two books' tops are equal, showing only the levels that differ.
 fn assert_same_top(a: &L2Book, b: &L2Book, what: &str) {
     let (ta, tb) = (top(a), top(b));
@@ -635,29 +671,7 @@ async fn killing_the_gateways_nats_node_of_a_three_node_cluster_leaves_no_silent
         data.len()
     );
     // No silent hole: wherever a stream's seq jumps, a stale or gap marker came first.
-    let mut last: HashMap<(u32, u8), u64> = HashMap::new();
-    let mut told = false;
-    for f in gb.frames() {
-        if f.seq == 0 {
-            if let tickwire_sdk::wire::Body::Status(s) = &f.body
-                && matches!(s.code, StatusCode::Stale | StatusCode::Gap)
-            {
-                told = true;
-            }
-            continue;
-        }
-        let key = (f.instrument, f.channel() as u8);
-        if let Some(prev) = last.insert(key, f.seq)
-            && f.seq != prev + 1
-            && f.flags & flags::SNAPSHOT == 0
-        {
-            assert!(
-                told,
-                "seq {prev} -> {} on {key:?} with no marker before",
-                f.seq
-            );
-        }
-    }
+    assert_no_silent_hole(&gb, false);
     let markers = gb.markers();
     let stale = markers.iter().position(|c| *c == StatusCode::Stale);
     let resynced = markers.iter().rposition(|c| *c == StatusCode::Resynced);
@@ -717,35 +731,7 @@ async fn an_ingest_node_restart_is_detected_and_clients_are_told_then_resynced()
         "no resynced after the restart: {markers:?}"
     );
     // seq never goes back on any stream, and every jump was announced.
-    let mut last: HashMap<(u32, u8), u64> = HashMap::new();
-    let mut told = false;
-    for f in gb.frames() {
-        if f.seq == 0 {
-            if let tickwire_sdk::wire::Body::Status(s) = &f.body
-                && matches!(s.code, StatusCode::Stale | StatusCode::Gap)
-            {
-                told = true;
-            }
-            continue;
-        }
-        let key = (f.instrument, f.channel() as u8);
-        if let Some(prev) = last.insert(key, f.seq) {
-            // (A state sent on subscribe repeats the seq it stands at.)
-            let snapshot = f.flags & flags::SNAPSHOT != 0;
-            assert!(
-                f.seq > prev || snapshot && f.seq == prev,
-                "seq went back on {key:?}: {prev} -> {}",
-                f.seq
-            );
-            if f.seq != prev + 1 && f.flags & flags::SNAPSHOT == 0 {
-                assert!(
-                    told,
-                    "seq {prev} -> {} on {key:?} with no status before",
-                    f.seq
-                );
-            }
-        }
-    }
+    assert_no_silent_hole(&gb, true);
     // The restarted node's book comes from a new REST snapshot of the top 1,000 levels; the
     // embedded server's still holds deeper levels from its first one. The top must agree.
     let (fa, fb): (Vec<Frame>, Vec<Frame>) = (ga.frames().collect(), gb.frames().collect());

@@ -786,8 +786,15 @@ mod tests {
         }
     }
 
+    /// `f` with its `seq`, and its bytes, as an ingest node publishes it.
+    fn sequenced(mut f: Frame, seq: u64) -> (Frame, Box<[u8]>) {
+        f.seq = seq;
+        let b = encode(&f).into_boxed_slice();
+        (f, b)
+    }
+
     fn trade(seq: u64, id: u64) -> (Frame, Box<[u8]>) {
-        let mut f = Frame::new(
+        let f = Frame::new(
             Venue::Binance,
             ID,
             0,
@@ -799,13 +806,11 @@ mod tests {
                 trade_id: TradeId::Num(id),
             }),
         );
-        f.seq = seq;
-        let b = encode(&f).into_boxed_slice();
-        (f, b)
+        sequenced(f, seq)
     }
 
     fn delta(seq: u64, price: i64) -> (Frame, Box<[u8]>) {
-        let mut f = Frame::new(
+        let f = Frame::new(
             Venue::Binance,
             ID,
             0,
@@ -816,9 +821,7 @@ mod tests {
                 qty: 1,
             }),
         );
-        f.seq = seq;
-        let b = encode(&f).into_boxed_slice();
-        (f, b)
+        sequenced(f, seq)
     }
 
     fn book(seq: u64) -> (Frame, Box<[u8]>) {
@@ -832,10 +835,8 @@ mod tests {
                 asks: vec![],
             }),
         );
-        f.seq = seq;
         f.flags = flags::SNAPSHOT | flags::LAST;
-        let b = encode(&f).into_boxed_slice();
-        (f, b)
+        sequenced(f, seq)
     }
 
     /// (seq, trade id or price) of what was published, and the markers.

@@ -422,22 +422,21 @@ async fn merge(
     let mut encoder = Encoder::new();
     let mut out = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let mut venues: HashMap<u32, Venue> = HashMap::new();
     // The latest receive time of anything fed to the arbiter: its clock while a backlog is
     // worked off, so a node is judged silent by what arrived after it, not by how late this
     // task is.
     let mut latest = 0u64;
     loop {
         let now = now_ns();
+        // A frame changes which streams wait for a snapshot only when it asks for one.
+        let mut frame_only = false;
         tokio::select! {
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { return };
                 match cmd {
                     Cmd::Frame(src, f, b, at) => {
                         latest = latest.max(at);
-                        if let Some(v) = Venue::from_id(f.venue) {
-                            venues.insert(f.instrument, v);
-                        }
+                        frame_only = true;
                         arbiter.on_frame(&src, f, b, at, &mut out);
                     }
                     Cmd::Snapshot(src, id, frames, at) => {
@@ -485,6 +484,7 @@ async fn merge(
                     push(&input, crate::ingest::Inbound::Encoded(f, b)).await;
                 }
                 Out::Snapshot { instrument, node } => {
+                    frame_only = false;
                     debug!(instrument, ?node, "asking for a snapshot");
                     stats.snapshots.fetch_add(1, Ordering::Relaxed);
                     let client = client.clone();
@@ -505,7 +505,9 @@ async fn merge(
                 } => {
                     stats.markers.fetch_add(1, Ordering::Relaxed);
                     info!(instrument, status = code.json_name(), %detail, "status to clients");
-                    let venue = venues.get(&instrument).copied().unwrap_or(Venue::Binance);
+                    let venue = registry
+                        .definition(instrument)
+                        .map_or(Venue::Binance, |i| i.venue);
                     let mut f = Frame::new(
                         venue,
                         instrument,
@@ -523,7 +525,7 @@ async fn merge(
             }
         }
         stats.forwarded.fetch_add(forwarded, Ordering::Relaxed);
-        {
+        if !frame_only {
             let mut r = ready.lock().unwrap_or_else(|e| e.into_inner());
             for (id, ch) in arbiter.wanted() {
                 if arbiter.is_waiting(id, ch) {
