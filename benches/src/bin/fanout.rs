@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use benches::synth::{Producer, Synth};
 use clap::{Parser, ValueEnum};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use tickwire_engine::bench::naive::{self, NaiveStats};
 use tickwire_engine::gateway::{self, GatewayConfig, GatewayStats};
@@ -466,21 +466,7 @@ async fn connect(
     stream.set_nodelay(true)?;
     let (mut ws, _) = tokio_tungstenite::client_async(t_url, stream).await?;
     if kind == ServerKind::Tickwire {
-        ws.send(Message::text(subscribe)).await?;
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    let v: serde_json::Value = serde_json::from_str(t.as_str())?;
-                    if v["type"] == "subscribed" {
-                        break;
-                    }
-                    bail!("subscribe refused: {t}");
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.into()),
-                None => bail!("closed before the subscribe reply"),
-            }
-        }
+        tickwire_engine::bench::clients::subscribe_and_wait(&mut ws, subscribe).await?;
     }
     Ok(ws)
 }

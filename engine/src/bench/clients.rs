@@ -107,23 +107,35 @@ pub async fn connect(
     let (mut ws, _) =
         tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
     if protocol == Protocol::Tickwire {
-        ws.send(Message::text(subscribe)).await?;
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    let v: serde_json::Value = serde_json::from_str(t.as_str())?;
-                    if v["type"] == "subscribed" {
-                        break;
-                    }
-                    bail!("subscribe refused: {t}");
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.into()),
-                None => bail!("closed before the subscribe reply"),
-            }
-        }
+        subscribe_and_wait(&mut ws, subscribe).await?;
     }
     Ok(ws)
+}
+
+/// Sends a tickwire `subscribe` request and waits for its `subscribed` reply (an error reply,
+/// or the connection closing first, is an error).
+pub async fn subscribe_and_wait<S>(
+    ws: &mut WebSocketStream<S>,
+    subscribe: &str,
+) -> anyhow::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    ws.send(Message::text(subscribe)).await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => {
+                let v: serde_json::Value = serde_json::from_str(t.as_str())?;
+                if v["type"] == "subscribed" {
+                    return Ok(());
+                }
+                bail!("subscribe refused: {t}");
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => bail!("closed before the subscribe reply"),
+        }
+    }
 }
 
 /// Per-client frame accounting: validation, `seq` per stream, hops in the window.
