@@ -34,12 +34,6 @@ const SHIPPED: &str = concat!(
 );
 const SHIPPED_SECONDS: u64 = 50;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tickwire-import-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 /// Every frame of a recording, owned, in recording order (damage fails the test).
 fn frames_of(dir: &Path) -> Vec<Frame> {
     let rec = Recording::open(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
@@ -174,7 +168,7 @@ fn books_at_trades(frames: &[Frame]) -> BTreeMap<String, Book> {
 ///   must be equal level for level. The live path's books must be compared at most trades.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn importing_the_binance_capture_gives_the_frames_of_the_live_path() {
-    let live_dir = temp_dir("live");
+    let live_dir = temp_dir("import", "live");
     let sim = capture_sim().await;
     let d = live_dir.clone();
     let server = server_for(&sim, &["btcusdt"], move |c| {
@@ -211,7 +205,7 @@ async fn importing_the_binance_capture_gives_the_frames_of_the_live_path() {
     sim.shutdown().await;
     assert_eq!(lost, 0, "the recorder lost frames");
 
-    let import_dir = temp_dir("capture");
+    let import_dir = temp_dir("import", "capture");
     let summary = import_in_process(
         ImportFormat::Hftbacktest,
         &[Path::new(BTCUSDT)],
@@ -311,7 +305,7 @@ fn import_reads_every_capture_format() {
         ),
     ];
     for (k, (venue, format, files, must_have)) in cases.iter().enumerate() {
-        let out_dir = temp_dir(&format!("format-{k}"));
+        let out_dir = temp_dir("import", &format!("format-{k}"));
         let mut args = vec!["import", "--venue", venue, "--format", format, "--strict"];
         let paths: Vec<String> = files.iter().map(|f| format!("{CAPTURES}/{f}")).collect();
         args.extend(paths.iter().map(String::as_str));
@@ -363,10 +357,10 @@ fn a_wrong_format_or_garbage_is_refused_and_nothing_is_written() {
     std::fs::write(&garbage, &bytes).unwrap();
     let garbage = garbage.to_string_lossy().into_owned();
     let cf = format!("{CAPTURES}/okx_v5/books_trades_tickers/OKX.ws.1.0");
-    let no_raw = temp_dir("no-raw");
+    let no_raw = temp_dir("import", "no-raw");
     import_in_process(ImportFormat::Hftbacktest, &[Path::new(BTCUSDT)], &no_raw);
     let no_raw_arg = no_raw.to_string_lossy().into_owned();
-    let out_dir = temp_dir("refused");
+    let out_dir = temp_dir("import", "refused");
     let out_arg = out_dir.to_string_lossy().into_owned();
     let cases: Vec<(Vec<&str>, Vec<String>)> = vec![
         (
@@ -453,7 +447,7 @@ fn a_wrong_format_or_garbage_is_refused_and_nothing_is_written() {
 /// equal: the raw records carry the receive time the normalizer was given.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_records_normalized_again_give_the_recorded_frames() {
-    let dir = temp_dir("raw");
+    let dir = temp_dir("import", "raw");
     let sim = capture_sim().await;
     let d = dir.clone();
     let server = server_for(&sim, &["btcusdt"], move |c| {
@@ -535,7 +529,7 @@ async fn raw_records_normalized_again_give_the_recorded_frames() {
         raw.len() as u64
     );
 
-    let again = temp_dir("raw-again");
+    let again = temp_dir("import", "raw-again");
     let out = tickwire(&[
         "import",
         "--format",
@@ -564,7 +558,10 @@ async fn raw_records_normalized_again_give_the_recorded_frames() {
 /// for byte (an import's `ts_publish` is its `ts_recv`, so nothing differs at all).
 #[test]
 fn an_import_with_raw_records_imports_again_to_the_same_bytes() {
-    let (first, second) = (temp_dir("keep-raw"), temp_dir("keep-raw-again"));
+    let (first, second) = (
+        temp_dir("import", "keep-raw"),
+        temp_dir("import", "keep-raw-again"),
+    );
     let files = [
         format!("{CAPTURES}/binance_spot/depth100ms_bookTicker_kline1m_aggTrade/BINANCE.ws.1.0"),
         format!("{CAPTURES}/binance_spot/rest_depth_snapshot/BINANCE.http.0.0"),
@@ -595,7 +592,7 @@ fn an_import_with_raw_records_imports_again_to_the_same_bytes() {
 /// closed recording (every segment indexed), with frames and raw records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_process_with_a_duration_leaves_a_closed_recording() {
-    let dir = temp_dir("record-process");
+    let dir = temp_dir("import", "record-process");
     let mut sim = tokio::process::Command::new(TICKWIRE)
         .args(["sim", "--listen", "127.0.0.1:0", "--speed", "10"])
         .stdout(Stdio::piped())
@@ -686,7 +683,7 @@ async fn a_record_process_with_a_duration_leaves_a_closed_recording() {
 /// regenerated with the command in its ATTRIBUTION.md.
 #[test]
 fn the_shipped_recording_is_what_import_makes_of_the_capture() {
-    let dir = temp_dir("shipped");
+    let dir = temp_dir("import", "shipped");
     let mut args = ImportArgs::new(
         Some(Venue::Binance),
         ImportFormat::Hftbacktest,
@@ -805,7 +802,7 @@ async fn a_full_raw_queue_is_counted_and_marked_in_the_raw_data() {
     assert!(frames_rx.len() > 1_000, "the frames were not held back");
 
     // The recorder turns the count into a gap record, at its place, and counts it.
-    let dir = temp_dir("raw-gap");
+    let dir = temp_dir("import", "raw-gap");
     let seq = tickwire_engine::sequencer::start(1 << 10, Default::default());
     let queue = std::sync::Arc::new(RawQueue::new(taken.len() + 1));
     let recorder = tickwire_engine::recorder::start(
@@ -840,7 +837,7 @@ async fn a_full_raw_queue_is_counted_and_marked_in_the_raw_data() {
     assert_eq!(gaps, [300]);
 
     // Normalized again: the book is flagged where the messages are missing.
-    let again = temp_dir("raw-gap-again");
+    let again = temp_dir("import", "raw-gap-again");
     let summary = import_in_process(ImportFormat::Recording, &[&dir], &again);
     assert_eq!(summary.errors, 0);
     let frames = frames_of(&again);

@@ -14,15 +14,9 @@ use tickwire_sdk::recording::{Filter, Recording, WriterOptions};
 use tickwire_sdk::wire::{Batch, flags};
 use tokio_tungstenite::tungstenite::Message;
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("tickwire-rec-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_recording_holds_every_published_frame_byte_for_byte_as_a_client_got_them() {
-    let dir = temp_dir("serve");
+    let dir = temp_dir("rec", "serve");
     let sim = capture_sim().await;
     let d = dir.clone();
     let server = server_for(&sim, &["btcusdt"], move |c| {

@@ -20,12 +20,6 @@ use tickwire_sdk::wire::{
 };
 use tokio_tungstenite::tungstenite::Message;
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("tickwire-replay-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 const BASE_TS: u64 = 1_723_161_254_000_000_000;
 
 /// Writes a recording of `per_instrument` frames for each of BTCUSDT and ETHUSDT (interleaved,
@@ -205,7 +199,7 @@ async fn subscribe_binary(url: &str, policy: &str) -> Ws {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_speed_replay_gives_every_client_the_recorded_frames_byte_for_byte() {
-    let dir = temp_dir("max");
+    let dir = temp_dir("replay", "max");
     let recorded = write_recording(
         &dir,
         6_000,
@@ -259,7 +253,7 @@ async fn full_speed_replay_gives_every_client_the_recorded_frames_byte_for_byte(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paced_replays_follow_the_recorded_times() {
-    let dir = temp_dir("paced");
+    let dir = temp_dir("replay", "paced");
     // 2 x 400 frames 2.5 ms apart: 2 s of recorded time.
     let recorded = write_recording(&dir, 400, 2_500_000, WriterOptions::default());
     let span_ns = 799 * 2_500_000u64;
@@ -312,7 +306,7 @@ async fn paced_replays_follow_the_recorded_times() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_client_gets_the_books_state_then_the_stream_and_filters_apply() {
-    let dir = temp_dir("late");
+    let dir = temp_dir("replay", "late");
     let recorded = write_recording(&dir, 3_000, 1_000_000, WriterOptions::default());
     let from = BASE_TS + 500 + 1_000 * 1_000_000;
     let mut config = ReplayConfig::new(&dir, "127.0.0.1:0".parse().unwrap());
@@ -390,7 +384,7 @@ async fn a_late_client_gets_the_books_state_then_the_stream_and_filters_apply() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_block_is_reported_to_clients_and_the_rest_is_replayed() {
-    let dir = temp_dir("damaged");
+    let dir = temp_dir("replay", "damaged");
     let recorded = write_recording(
         &dir,
         1_000,
@@ -460,7 +454,7 @@ async fn bad_replay_requests_say_what_is_wrong() {
         "{err:#}"
     );
 
-    let dir = temp_dir("bad");
+    let dir = temp_dir("replay", "bad");
     write_recording(&dir, 10, 1_000_000, WriterOptions::default());
     let mut config = ReplayConfig::new(&dir, "127.0.0.1:0".parse().unwrap());
     config.symbols = vec!["binance:NOPE".into()];
@@ -478,7 +472,7 @@ async fn bad_replay_requests_say_what_is_wrong() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_replay_command_serves_a_recording_and_exits_at_its_end() {
     use tokio::io::{AsyncBufReadExt, BufReader};
-    let dir = temp_dir("cmd");
+    let dir = temp_dir("replay", "cmd");
     let recorded = write_recording(&dir, 500, 1_000_000, WriterOptions::default());
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tickwire"))
         .args(["replay", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])

@@ -132,3 +132,11 @@ pub fn capture_trades() -> Vec<(u64, String, String, bool)> {
         })
         .collect()
 }
+
+/// A path under the system temp dir for one test's files, emptied (not created):
+/// `tickwire-<suite>-<name>-<pid>`.
+pub fn temp_dir(suite: &str, name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tickwire-{suite}-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
