@@ -451,5 +451,48 @@ fn fanout(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, fanout);
+/// The reader's floor: one thread, no writer running, the entries of a full ring (published
+/// over `laps` laps, so their memory went through the epoch GC as in a live run) read by 100
+/// cursors in turn. What a delivery costs when nothing is moving between cores; the gap to
+/// `ring_fanout` is the price of reading what another core is writing.
+fn reader_floor(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ring_reader_floor");
+    for laps in [1usize, 4] {
+        let (mut w, r) = ring::ring(CAPACITY);
+        let mut producer = Producer::new(Synth::new(INSTRUMENTS));
+        let mut start = r.cursor_at_head();
+        for j in 0..laps * CAPACITY / BURST {
+            if j == (laps - 1) * CAPACITY / BURST {
+                start = r.cursor_at_head(); // the last lap is what stays in the ring
+            }
+            let guard = ring::pin();
+            for _ in 0..BURST {
+                let (f, b) = producer.produce();
+                let f = f.clone();
+                w.publish(entry(&f, b.to_vec().into_boxed_slice()), &guard);
+            }
+            guard.flush();
+        }
+        g.throughput(Throughput::Elements((CAPACITY * 100) as u64));
+        g.bench_function(format!("100_cursors_after_{laps}_laps"), |b| {
+            b.iter(|| {
+                let guard = ring::pin();
+                let mut sum = 0u64;
+                let mut got = 0;
+                for _ in 0..100 {
+                    let mut c = start.clone();
+                    while let Read::Entry(e) = r.read(&mut c, &guard) {
+                        sum = sum.wrapping_add(u64::from(e.bytes[PROBE]));
+                        got += 1;
+                    }
+                }
+                assert_eq!(got, CAPACITY * 100, "every cursor read the whole ring");
+                black_box(sum)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, fanout, reader_floor);
 criterion_main!(benches);
