@@ -31,7 +31,7 @@ use tickwire_sdk::wire::{
     TradeId, Venue, flags, parse_decimal,
 };
 
-use super::book::{KLevel, KrakenBook};
+use super::book::{ChecksumFormat, KLevel, KrakenBook};
 use super::scan::{Scan, epoch_secs_to_ns, parse_u64, rfc3339_to_ns};
 use crate::json::Precision;
 use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Stats};
@@ -1272,9 +1272,9 @@ impl KrakenNormalizer {
 
     /// Checks pair `i`'s book against the venue's checksum: `Some(why)` on a mismatch.
     fn verify(&mut self, i: SymbolIndex, expected: u32) -> Option<String> {
-        let p = &self.pairs[i];
-        let ours = match p.dialect {
-            Dialect::V1 => p.book.checksum_as_sent(),
+        let p = &mut self.pairs[i];
+        let format = match p.dialect {
+            Dialect::V1 => ChecksumFormat::AsSent,
             Dialect::V2 => {
                 let (pd, qd) = match p.precision {
                     Some(x) => x,
@@ -1285,9 +1285,10 @@ impl KrakenNormalizer {
                         x
                     }
                 };
-                p.book.checksum_at(pd, qd)
+                ChecksumFormat::At(pd, qd)
             }
         };
+        let ours = p.book.checksum(format);
         (ours != expected)
             .then(|| format!("checksum mismatch: the venue sent {expected}, the book gives {ours}"))
     }
