@@ -93,6 +93,58 @@ impl<'a> Cursor<'a> {
         Some(s)
     }
 
+    /// Like [`Cursor::str_body`] for text that is printable ASCII (`0x20..=0x7e`) without
+    /// quote or backslash, read eight bytes at a time; `None` for any other text (escapes
+    /// and non-ASCII included), which the caller's general path then reads. For venues whose
+    /// symbols, times and numbers in strings are always such text (Kraken).
+    #[inline]
+    pub fn ascii_str_body(&mut self) -> Option<&'a str> {
+        let rest = self.rest();
+        let mut n = 0;
+        while n + 8 <= rest.len() {
+            let w = u64::from_le_bytes(rest[n..n + 8].try_into().ok()?);
+            // A byte is "special" if it is `"`, `\`, below 0x20 or above 0x7e. High bit set
+            // in `x` for each zero byte of `v ^ (c * LO)` (the classic has-zero-byte test; its
+            // false positives only occur above a true one, which is what we stop at).
+            const LO: u64 = 0x0101_0101_0101_0101;
+            const HI: u64 = 0x8080_8080_8080_8080;
+            let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
+            let quote = zero(w ^ (LO * u64::from(b'"')));
+            let slash = zero(w ^ (LO * u64::from(b'\\')));
+            // Below 0x20: (b - 0x20) borrows into the high bit for b < 0x20 (b < 0x80).
+            let low = w.wrapping_sub(LO * 0x20) & !w & HI;
+            // 0x7f and above: b + 1 has the high bit set (b >= 0x7f), or b has it already.
+            let high = (w.wrapping_add(LO) | w) & HI;
+            let special = quote | slash | low | high;
+            if special != 0 {
+                let k = n + (special.trailing_zeros() / 8) as usize;
+                if rest[k] != b'"' {
+                    return None;
+                }
+                n = k;
+                // SAFETY: every byte in `rest[..n]` is printable ASCII (checked above).
+                let s = unsafe { std::str::from_utf8_unchecked(&rest[..n]) };
+                self.pos += n + 1;
+                return Some(s);
+            }
+            n += 8;
+        }
+        while n < rest.len()
+            && matches!(rest[n], 0x20..=0x7e)
+            && rest[n] != b'"'
+            && rest[n] != b'\\'
+        {
+            n += 1;
+        }
+        if n < rest.len() && rest[n] == b'"' {
+            // SAFETY: every byte in `rest[..n]` is printable ASCII (checked above).
+            let s = unsafe { std::str::from_utf8_unchecked(&rest[..n]) };
+            self.pos += n + 1;
+            return Some(s);
+        }
+        None
+    }
+
     /// A string value (`"..."`), without escapes.
     #[inline]
     pub fn str(&mut self) -> Option<&'a str> {
@@ -513,6 +565,21 @@ mod tests {
             }
             let valid = serde_json::from_str::<serde_json::Number>(&text).is_ok();
             prop_assert_eq!(skipped, valid && "]},".contains(end.as_str()), "{}", raw);
+        }
+
+        #[test]
+        fn ascii_str_body_reads_what_str_body_reads(
+            bytes in proptest::collection::vec(
+                prop_oneof![8 => 0x20u8..0x7f, 1 => Just(b'"'), 1 => Just(b'\\'), 1 => any::<u8>()],
+                0..40,
+            ),
+        ) {
+            let got = Cursor::new(&bytes).ascii_str_body().map(|s| s.len());
+            let want = Cursor::new(&bytes)
+                .str_body()
+                .filter(|s| s.bytes().all(|b| (0x20..0x7f).contains(&b)))
+                .map(|s| s.len());
+            prop_assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&bytes));
         }
 
         #[test]

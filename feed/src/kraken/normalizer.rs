@@ -339,7 +339,8 @@ impl KrakenNormalizer {
     /// channel messages. The whole message is read before anything changes; on anything else
     /// (another layout, an escape, an exponent, a value the scanner path would refuse) it
     /// returns false having changed nothing but scratch space, and the scanner path, which
-    /// also words the errors, handles the message with the same result.
+    /// also words the errors, handles the message with the same result. Strings must be
+    /// printable ASCII (symbols, times and decimals always are); others go to the scanner.
     fn fast(&mut self, raw: &[u8], ts: u64, out: &mut Output) -> bool {
         match raw.first() {
             Some(b'[') => self.fast_v1(raw, ts, out).is_some(),
@@ -419,7 +420,7 @@ impl KrakenNormalizer {
     fn fast_v2(&mut self, raw: &[u8], ts: u64, out: &mut Output) -> Option<()> {
         let mut c = Cursor::new(raw);
         c.lit(b"{\"channel\":\"")?;
-        let channel = c.str_body()?;
+        let channel = c.ascii_str_body()?;
         c.lit(b",\"type\":\"")?;
         let snapshot = if c.opt_lit(b"update\"") {
             false
@@ -429,7 +430,7 @@ impl KrakenNormalizer {
             return None;
         };
         c.lit(b",\"data\":[{\"symbol\":\"")?;
-        let symbol = c.str_body()?;
+        let symbol = c.ascii_str_body()?;
         if symbol.is_empty() {
             return None;
         }
@@ -1506,6 +1507,14 @@ impl KrakenNormalizer {
 
 // ---------------------------------------------------------------- fast path readers
 
+/// A string value of printable ASCII without escapes (every string Kraken sends in these
+/// messages); `None` for any other, which the scanner path reads.
+#[inline]
+fn fast_str<'a>(c: &mut Cursor<'a>) -> Option<&'a str> {
+    c.lit(b"\"")?;
+    c.ascii_str_body()
+}
+
 /// A price (> 0) and a quantity (>= 0) as [`price_qty`] accepts them; `None` otherwise (the
 /// scanner path words the error).
 #[inline]
@@ -1575,7 +1584,7 @@ fn fast_v1_levels(
         c.lit(b",")?;
         let qty = c.dec()?;
         c.lit(b",\"")?;
-        let t = epoch_secs_to_ns(c.str_body()?.as_bytes())?;
+        let t = epoch_secs_to_ns(c.ascii_str_body()?.as_bytes())?;
         c.opt_lit(b",\"r\"");
         c.lit(b"]")?;
         let (price, qty) = fast_pq(price, qty)?;
@@ -1602,9 +1611,9 @@ fn fast_v1_levels(
 #[inline]
 fn fast_v1_tail<'a>(c: &mut Cursor<'a>) -> Option<(&'a str, &'a str)> {
     c.lit(b",\"")?;
-    let name = c.str_body()?;
+    let name = c.ascii_str_body()?;
     c.lit(b",\"")?;
-    let pair = c.str_body()?;
+    let pair = c.ascii_str_body()?;
     c.lit(b"]")?;
     c.end()?;
     (!pair.is_empty()).then_some((name, pair))
@@ -1624,7 +1633,7 @@ fn fast_v1_trades(c: &mut Cursor<'_>, trades: &mut Vec<TradeRow>) -> Option<()> 
         c.lit(b",")?;
         let qty = c.dec()?;
         c.lit(b",\"")?;
-        let ts = epoch_secs_to_ns(c.str_body()?.as_bytes())?;
+        let ts = epoch_secs_to_ns(c.ascii_str_body()?.as_bytes())?;
         let side = if c.opt_lit(b",\"b\",") {
             Side::Buy
         } else if c.opt_lit(b",\"s\",") {
@@ -1632,9 +1641,9 @@ fn fast_v1_trades(c: &mut Cursor<'_>, trades: &mut Vec<TradeRow>) -> Option<()> 
         } else {
             return None;
         };
-        c.str()?;
+        fast_str(c)?;
         c.lit(b",")?;
-        c.str()?;
+        fast_str(c)?;
         let id = if c.opt_lit(b",") {
             Some(c.u64()?)
         } else {
@@ -1674,14 +1683,14 @@ fn fast_v1_ticker(c: &mut Cursor<'_>) -> Option<[(Parsed, Parsed); 2]> {
     c.lit(b",\"b\":")?;
     let b = top(c)?;
     while c.opt_lit(b",\"") {
-        let key = c.str_body()?;
+        let key = c.ascii_str_body()?;
         if key == "a" || key == "b" {
             return None; // twice: the scanner path decides which counts
         }
         c.lit(b":[")?;
         loop {
             if c.peek(b"\"") {
-                c.str()?;
+                fast_str(c)?;
             } else {
                 c.u64()?;
             }
@@ -1746,7 +1755,7 @@ fn fast_v2_book(c: &mut Cursor<'_>, updates: &mut Vec<Upd>) -> Option<(u32, u64,
     c.lit(b",\"checksum\":")?;
     let checksum = u32::try_from(c.u64()?).ok()?;
     let ts_ex = if c.opt_lit(b",\"timestamp\":\"") {
-        rfc3339_to_ns(c.str_body()?.as_bytes())?
+        rfc3339_to_ns(c.ascii_str_body()?.as_bytes())?
     } else {
         0
     };
@@ -1773,11 +1782,11 @@ fn fast_v2_trades(c: &mut Cursor<'_>, symbol: &str, trades: &mut Vec<TradeRow>) 
         c.lit(b",\"qty\":")?;
         let qty = c.num()?;
         c.lit(b",\"ord_type\":")?;
-        c.str()?;
+        fast_str(c)?;
         c.lit(b",\"trade_id\":")?;
         let id = c.u64()?;
         c.lit(b",\"timestamp\":\"")?;
-        let ts = rfc3339_to_ns(c.str_body()?.as_bytes())?;
+        let ts = rfc3339_to_ns(c.ascii_str_body()?.as_bytes())?;
         c.lit(b"}")?;
         let (price, qty) = fast_pq(price, qty)?;
         trades.push(TradeRow {
@@ -1791,7 +1800,7 @@ fn fast_v2_trades(c: &mut Cursor<'_>, symbol: &str, trades: &mut Vec<TradeRow>) 
             return Some(());
         }
         c.lit(b",{\"symbol\":\"")?;
-        if c.str_body()? != symbol {
+        if c.ascii_str_body()? != symbol {
             return None; // several pairs: the scanner path makes one run per pair
         }
     }
@@ -1813,15 +1822,15 @@ fn fast_v2_ticker(c: &mut Cursor<'_>) -> Option<([Parsed; 4], u64)> {
     let (ask, ask_qty) = fast_pq(ask, ask_qty)?;
     let mut ts = None;
     while c.opt_lit(b",\"") {
-        let key = c.str_body()?;
+        let key = c.ascii_str_body()?;
         c.lit(b":")?;
         match key {
-            "timestamp" if ts.is_none() => ts = Some(rfc3339_to_ns(c.str()?.as_bytes())?),
+            "timestamp" if ts.is_none() => ts = Some(rfc3339_to_ns(fast_str(c)?.as_bytes())?),
             // A key the quote reads, twice: the scanner path decides which counts.
             "timestamp" | "symbol" | "bid" | "bid_qty" | "ask" | "ask_qty" => return None,
             _ => {
                 if c.peek(b"\"") {
-                    c.str()?;
+                    fast_str(c)?;
                 } else {
                     c.skip_num()?;
                 }
