@@ -719,6 +719,35 @@ fn kr_v2_trade<'a>(raw: &'a [u8], out: &mut Vec<Out>) -> Result<&'a str, Baselin
     Ok(symbol)
 }
 
+#[derive(Deserialize)]
+struct KrV2TickerData<'a> {
+    symbol: &'a str,
+    bid: f64,
+    bid_qty: f64,
+    ask: f64,
+    ask_qty: f64,
+    timestamp: &'a str,
+}
+
+fn kr_v2_ticker<'a>(raw: &'a [u8], out: &mut Vec<Out>) -> Result<&'a str, BaselineError> {
+    let m: KrV2<KrV2TickerData> = serde_json::from_slice(raw)?;
+    if m.channel != "ticker" {
+        return Err(BaselineError::Invalid("not a ticker"));
+    }
+    let mut symbol = "";
+    for t in &m.data {
+        black_box(rfc3339_to_ns(t.timestamp.as_bytes()).ok_or(BaselineError::Invalid("time"))?);
+        out.push(Out::Quote {
+            bid_px: fixed_f64(t.bid),
+            bid_qty: fixed_f64(t.bid_qty),
+            ask_px: fixed_f64(t.ask),
+            ask_qty: fixed_f64(t.ask_qty),
+        });
+        symbol = t.symbol;
+    }
+    Ok(symbol)
+}
+
 // OKX v5.
 
 #[derive(Deserialize)]
@@ -1669,7 +1698,7 @@ fn number(v: i64, dec: u32) -> String {
 
 /// Kraken v2 (no capture): the documented instrument, subscribe ack and book snapshot shapes,
 /// then book updates (one bid and one ask changed, as the documented update) with the
-/// checksum of the resulting top 10, and trades.
+/// checksum of the resulting top 10, trades, and tickers (the documented `ticker` update).
 fn kraken_v2_cases() -> Vec<Case> {
     let instrument = r#"{"channel":"instrument","type":"snapshot","data":{"assets":[{"id":"BTC","status":"enabled","precision":10,"precision_display":5,"borrowable":true,"collateral_value":1.0,"margin_rate":0.01}],"pairs":[{"symbol":"BTC/USD","base":"BTC","quote":"USD","status":"online","qty_precision":8,"qty_increment":0.00000001,"price_precision":1,"cost_precision":5,"marginable":true,"has_index":true,"cost_min":0.5,"margin_initial":0.2,"position_limit_long":250,"position_limit_short":200,"tick_size":0.1,"price_increment":0.1,"qty_min":0.0001}]}}"#;
     let ack = r#"{"method":"subscribe","result":{"channel":"book","depth":10,"snapshot":true,"symbol":"BTC/USD"},"success":true,"time_in":"2023-09-25T09:04:31.742599Z","time_out":"2023-09-25T09:04:31.742648Z"}"#;
@@ -1737,6 +1766,23 @@ fn kraken_v2_cases() -> Vec<Case> {
             ts_recv: ns + 1_000_000,
         });
     }
+    let mut tickers = Vec::new();
+    for k in 0..SAMPLES as u64 {
+        let ns = base + k * 20_000_000;
+        let bid = 45_283_400_000_000 + rng.below(100) as i64 * 100_000_000;
+        tickers.push(Sample {
+            payload: format!(
+                r#"{{"channel":"ticker","type":"update","data":[{{"symbol":"BTC/USD","bid":{},"bid_qty":{},"ask":{},"ask_qty":{},"last":45285.2,"volume":1254.4632,"vwap":45312.1,"low":45001.0,"high":45609.8,"change":-23.1,"change_pct":-0.05,"timestamp":"{}"}}]}}"#,
+                number(bid, 1),
+                number((1 + rng.below(10_000_000) as i64) * 10, 8),
+                number(bid + 1_800_000_000, 1),
+                number((1 + rng.below(10_000_000) as i64) * 10, 8),
+                iso(ns)
+            )
+            .into_bytes(),
+            ts_recv: ns + 1_000_000,
+        });
+    }
     vec![
         Case {
             id: "kraken/v2_book",
@@ -1752,6 +1798,14 @@ fn kraken_v2_cases() -> Vec<Case> {
             prime: vec![msg(instrument, 1)],
             samples: trades,
             baseline: kr_v2_trade,
+            book: None,
+        },
+        Case {
+            id: "kraken/v2_ticker",
+            kind: Kind::KrakenV2,
+            prime: vec![msg(instrument, 1)],
+            samples: tickers,
+            baseline: kr_v2_ticker,
             book: None,
         },
     ]

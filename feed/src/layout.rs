@@ -93,6 +93,58 @@ impl<'a> Cursor<'a> {
         Some(s)
     }
 
+    /// Like [`Cursor::str_body`] for text that is printable ASCII (`0x20..=0x7e`) without
+    /// quote or backslash, read eight bytes at a time; `None` for any other text (escapes
+    /// and non-ASCII included), which the caller's general path then reads. For venues whose
+    /// symbols, times and numbers in strings are always such text (Kraken).
+    #[inline]
+    pub fn ascii_str_body(&mut self) -> Option<&'a str> {
+        let rest = self.rest();
+        let mut n = 0;
+        while n + 8 <= rest.len() {
+            let w = u64::from_le_bytes(rest[n..n + 8].try_into().ok()?);
+            // A byte is "special" if it is `"`, `\`, below 0x20 or above 0x7e. High bit set
+            // in `x` for each zero byte of `v ^ (c * LO)` (the classic has-zero-byte test; its
+            // false positives only occur above a true one, which is what we stop at).
+            const LO: u64 = 0x0101_0101_0101_0101;
+            const HI: u64 = 0x8080_8080_8080_8080;
+            let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
+            let quote = zero(w ^ (LO * u64::from(b'"')));
+            let slash = zero(w ^ (LO * u64::from(b'\\')));
+            // Below 0x20: (b - 0x20) borrows into the high bit for b < 0x20 (b < 0x80).
+            let low = w.wrapping_sub(LO * 0x20) & !w & HI;
+            // 0x7f and above: b + 1 has the high bit set (b >= 0x7f), or b has it already.
+            let high = (w.wrapping_add(LO) | w) & HI;
+            let special = quote | slash | low | high;
+            if special != 0 {
+                let k = n + (special.trailing_zeros() / 8) as usize;
+                if rest[k] != b'"' {
+                    return None;
+                }
+                n = k;
+                // SAFETY: every byte in `rest[..n]` is printable ASCII (checked above).
+                let s = unsafe { std::str::from_utf8_unchecked(&rest[..n]) };
+                self.pos += n + 1;
+                return Some(s);
+            }
+            n += 8;
+        }
+        while n < rest.len()
+            && matches!(rest[n], 0x20..=0x7e)
+            && rest[n] != b'"'
+            && rest[n] != b'\\'
+        {
+            n += 1;
+        }
+        if n < rest.len() && rest[n] == b'"' {
+            // SAFETY: every byte in `rest[..n]` is printable ASCII (checked above).
+            let s = unsafe { std::str::from_utf8_unchecked(&rest[..n]) };
+            self.pos += n + 1;
+            return Some(s);
+        }
+        None
+    }
+
     /// A string value (`"..."`), without escapes.
     #[inline]
     pub fn str(&mut self) -> Option<&'a str> {
@@ -259,6 +311,110 @@ impl<'a> Cursor<'a> {
         Some((v, &self.bytes[start..self.pos - 1]))
     }
 
+    /// An unquoted JSON number without sign or exponent, `(0|[1-9]\d{0,9})(\.\d+)?`, that
+    /// ends at `,`, `}` or `]` (not consumed), parsed to fixed point exactly as
+    /// [`parse_decimal`] parses its text (venues that send prices as JSON numbers: Kraken
+    /// v2). Anything else, or a value beyond the fixed-point range, is `None`.
+    #[inline]
+    pub fn num(&mut self) -> Option<Parsed> {
+        let rest = self.rest();
+        let mut i = 0;
+        let mut int: u64 = 0;
+        while i < rest.len() && i < 10 {
+            let d = rest[i].wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            int = int * 10 + u64::from(d);
+            i += 1;
+        }
+        if i == 0 || (i > 1 && rest[0] == b'0') {
+            return None;
+        }
+        let mut frac: u64 = 0;
+        let mut decimals = 0usize;
+        if i < rest.len() && rest[i] == b'.' {
+            i += 1;
+            if i + 8 <= rest.len()
+                && let Some(d) = eight_digits(&rest[i..i + 8])
+            {
+                frac = d;
+                decimals = 8;
+                i += 8;
+            }
+            while i < rest.len() {
+                let d = rest[i].wrapping_sub(b'0');
+                if d > 9 {
+                    break;
+                }
+                if decimals < 9 {
+                    frac = frac * 10 + u64::from(d);
+                } else if d != 0 {
+                    return None; // not exact in 1e-9 units: the general parser says so
+                }
+                decimals += 1;
+                i += 1;
+            }
+            if decimals == 0 {
+                return None;
+            }
+        }
+        // Also refuses an 11th integer digit, a second point or an exponent.
+        if i >= rest.len() || !matches!(rest[i], b',' | b'}' | b']') {
+            return None;
+        }
+        let kept = decimals.min(9);
+        // int < 1e10, so int * 1e9 + frac < 1e19: no overflow in u64.
+        let v = i64::try_from(int * 1_000_000_000 + frac * POW10[9 - kept]).ok()?;
+        self.pos += i;
+        Some(Parsed {
+            value: v,
+            decimals: kept as u8,
+        })
+    }
+
+    /// Skips one JSON number of any valid form (`-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?`)
+    /// that ends at `,`, `}` or `]` (not consumed).
+    #[inline]
+    pub fn skip_num(&mut self) -> Option<()> {
+        let rest = self.rest();
+        let digits = |mut i: usize| {
+            while i < rest.len() && rest[i].is_ascii_digit() {
+                i += 1;
+            }
+            i
+        };
+        let mut i = usize::from(rest.first() == Some(&b'-'));
+        let start = i;
+        i = digits(i);
+        if i == start || (i - start > 1 && rest[start] == b'0') {
+            return None;
+        }
+        if rest.get(i) == Some(&b'.') {
+            let f = i + 1;
+            i = digits(f);
+            if i == f {
+                return None;
+            }
+        }
+        if matches!(rest.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(rest.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let e = i;
+            i = digits(e);
+            if i == e {
+                return None;
+            }
+        }
+        if i >= rest.len() || !matches!(rest[i], b',' | b'}' | b']') {
+            return None;
+        }
+        self.pos += i;
+        Some(())
+    }
+
     /// `true` or `false`.
     #[inline]
     pub fn bool(&mut self) -> Option<bool> {
@@ -374,6 +530,56 @@ mod tests {
                 digits.parse::<u64>().ok()
             };
             prop_assert_eq!(Cursor::new(text.as_bytes()).u64(), expected);
+        }
+
+        #[test]
+        fn num_matches_parse_decimal(
+            text in "-?[0-9]{0,12}(\\.[0-9]{0,20})?(e-?[0-9])?",
+            end in "[,}\\] x]",
+        ) {
+            let raw = format!("{text}{end}");
+            let mut c = Cursor::new(raw.as_bytes());
+            let got = c.num();
+            if let Some(v) = got {
+                prop_assert_eq!(Ok(v), parse_decimal(text.as_bytes()), "{}", raw);
+                prop_assert_eq!(c.rest(), end.as_bytes());
+            }
+            // Every plain JSON number in range is read.
+            let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+            let json_int = !int.is_empty() && (int == "0" || !int.starts_with('0'));
+            let plain = json_int
+                && int.len() <= 10
+                && int.bytes().all(|b| b.is_ascii_digit())
+                && (!text.contains('.') || !frac.is_empty())
+                && frac.bytes().all(|b| b.is_ascii_digit())
+                && frac.bytes().skip(9).all(|b| b == b'0')
+                && "]},".contains(end.as_str());
+            if plain && parse_decimal(text.as_bytes()).is_ok() {
+                prop_assert!(got.is_some(), "{}", raw);
+            }
+            // skip_num accepts every number num reads, and what serde_json calls a number.
+            let mut s = Cursor::new(raw.as_bytes());
+            let skipped = s.skip_num().is_some();
+            if got.is_some() {
+                prop_assert!(skipped, "{}", raw);
+            }
+            let valid = serde_json::from_str::<serde_json::Number>(&text).is_ok();
+            prop_assert_eq!(skipped, valid && "]},".contains(end.as_str()), "{}", raw);
+        }
+
+        #[test]
+        fn ascii_str_body_reads_what_str_body_reads(
+            bytes in proptest::collection::vec(
+                prop_oneof![8 => 0x20u8..0x7f, 1 => Just(b'"'), 1 => Just(b'\\'), 1 => any::<u8>()],
+                0..40,
+            ),
+        ) {
+            let got = Cursor::new(&bytes).ascii_str_body().map(|s| s.len());
+            let want = Cursor::new(&bytes)
+                .str_body()
+                .filter(|s| s.bytes().all(|b| (0x20..0x7f).contains(&b)))
+                .map(|s| s.len());
+            prop_assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&bytes));
         }
 
         #[test]

@@ -41,12 +41,50 @@ impl KLevel {
     }
 }
 
+/// How a book's checksum writes its numbers: each level's text as sent (v1), or every price
+/// and quantity at the pair's precision (v2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumFormat {
+    /// As sent: the fractional digits each level came with ([`KrakenBook::checksum_as_sent`]).
+    AsSent,
+    /// At fixed (price, quantity) decimals ([`KrakenBook::checksum_at`]).
+    At(u8, u8),
+}
+
+/// Bytes of checksum text a level keeps: its price digits then its quantity digits (two u64
+/// values are at most 20 digits each, so every level whose values fit a u64 fits).
+const TEXT: usize = 47;
+/// [`Slot::len`] when the text is not written yet.
+const UNSET: u8 = 0xFF;
+/// [`Slot::len`] when the text is longer than [`TEXT`] (values beyond u64): written into the
+/// checksum input directly every time.
+const LONG: u8 = 0xFE;
+
+/// A level and, once a checksum needed it, its checksum text in the book's format.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    level: KLevel,
+    len: u8,
+    text: [u8; TEXT],
+}
+
+impl Slot {
+    #[inline]
+    fn new(level: KLevel) -> Slot {
+        Slot {
+            level,
+            len: UNSET,
+            text: [0; TEXT],
+        }
+    }
+}
+
 /// One side, sorted from the worst level to the best (the best is at the back), so that
 /// updates near the top move few elements and truncation pops from the front.
 #[derive(Debug, Clone, Default)]
 struct Side {
     ask: bool,
-    levels: VecDeque<KLevel>,
+    levels: VecDeque<Slot>,
 }
 
 impl Side {
@@ -59,7 +97,8 @@ impl Side {
     #[inline]
     fn find(&self, price: i128) -> Result<usize, usize> {
         let k = self.key(price);
-        self.levels.binary_search_by(|l| self.key(l.price).cmp(&k))
+        self.levels
+            .binary_search_by(|s| self.key(s.level.price).cmp(&k))
     }
 
     fn set(&mut self, l: KLevel) {
@@ -68,24 +107,69 @@ impl Side {
                 if l.qty == 0 {
                     self.levels.remove(i);
                 } else {
-                    self.levels[i] = l;
+                    self.levels[i] = Slot::new(l);
                 }
             }
             Err(i) => {
                 if l.qty != 0 {
-                    self.levels.insert(i, l);
+                    self.levels.insert(i, Slot::new(l));
                 }
             }
         }
     }
 
     fn best(&self) -> Option<&KLevel> {
-        self.levels.back()
+        self.levels.back().map(|s| &s.level)
     }
 
     /// Best first.
     fn iter_best(&self) -> impl Iterator<Item = &KLevel> {
-        self.levels.iter().rev()
+        self.levels.iter().rev().map(|s| &s.level)
+    }
+
+    /// Appends the checksum text of the best [`CHECKSUM_LEVELS`] levels to `out` at `len`
+    /// (`out` has room for each level's text plus [`TEXT`] bytes), writing the text of a
+    /// level that has none yet; returns the new length.
+    #[inline]
+    fn checksum_text(&mut self, fmt: ChecksumFormat, out: &mut [u8], mut len: usize) -> usize {
+        for s in self.levels.iter_mut().rev().take(CHECKSUM_LEVELS) {
+            if s.len == UNSET {
+                let (pd, qd) = match fmt {
+                    ChecksumFormat::AsSent => (s.level.price_dec, s.level.qty_dec),
+                    ChecksumFormat::At(p, q) => (p, q),
+                };
+                let mut tmp = [0u8; 2 * 40];
+                let n = digits_into(s.level.price, pd, &mut tmp);
+                let n = n + digits_into(s.level.qty, qd, &mut tmp[n..]);
+                if n <= TEXT {
+                    s.text[..n].copy_from_slice(&tmp[..n]);
+                    s.len = n as u8;
+                } else {
+                    s.len = LONG;
+                }
+            }
+            if s.len == LONG {
+                let (pd, qd) = match fmt {
+                    ChecksumFormat::AsSent => (s.level.price_dec, s.level.qty_dec),
+                    ChecksumFormat::At(p, q) => (p, q),
+                };
+                len += digits_into(s.level.price, pd, &mut out[len..]);
+                len += digits_into(s.level.qty, qd, &mut out[len..]);
+            } else {
+                // The whole text array at once (a fixed-size copy), then only its length
+                // counts: what follows is overwritten by the next level or not hashed.
+                out[len..len + TEXT].copy_from_slice(&s.text);
+                len += s.len as usize;
+            }
+        }
+        len
+    }
+
+    /// Forgets every level's checksum text.
+    fn forget_text(&mut self) {
+        for s in self.levels.iter_mut() {
+            s.len = UNSET;
+        }
     }
 }
 
@@ -94,6 +178,8 @@ impl Side {
 pub struct KrakenBook {
     bids: Side,
     asks: Side,
+    /// The format of the checksum texts the levels hold.
+    format: ChecksumFormat,
 }
 
 impl Default for KrakenBook {
@@ -114,6 +200,7 @@ impl KrakenBook {
                 ask: true,
                 levels: VecDeque::new(),
             },
+            format: ChecksumFormat::AsSent,
         }
     }
 
@@ -139,13 +226,13 @@ impl KrakenBook {
     /// Drops the worst levels beyond `depth` on each side, calling `dropped` for each.
     pub fn truncate(&mut self, depth: usize, mut dropped: impl FnMut(BookSide, i128)) {
         while self.bids.levels.len() > depth {
-            if let Some(l) = self.bids.levels.pop_front() {
-                dropped(BookSide::Bid, l.price);
+            if let Some(s) = self.bids.levels.pop_front() {
+                dropped(BookSide::Bid, s.level.price);
             }
         }
         while self.asks.levels.len() > depth {
-            if let Some(l) = self.asks.levels.pop_front() {
-                dropped(BookSide::Ask, l.price);
+            if let Some(s) = self.asks.levels.pop_front() {
+                dropped(BookSide::Ask, s.level.price);
             }
         }
     }
@@ -196,6 +283,24 @@ impl KrakenBook {
     /// The checksum with prices and quantities formatted at fixed precisions (v2).
     pub fn checksum_at(&self, price_dec: u8, qty_dec: u8) -> u32 {
         self.checksum_with(|_| (price_dec, qty_dec))
+    }
+
+    /// The checksum in `format`, equal to [`Self::checksum_as_sent`] or [`Self::checksum_at`]
+    /// but cheaper: each level's text is written once, the first time a checksum covers the
+    /// level, and kept with it until the level changes (or the format does), so a checksum
+    /// is 20 small copies and one CRC32 over the result.
+    pub fn checksum(&mut self, format: ChecksumFormat) -> u32 {
+        if format != self.format {
+            self.format = format;
+            self.bids.forget_text();
+            self.asks.forget_text();
+        }
+        // 20 levels of at most 2 x 39 digits (values beyond u64), plus the fixed-size copy's
+        // overhang.
+        let mut text = [0u8; 2 * CHECKSUM_LEVELS * 2 * 40 + TEXT];
+        let len = self.asks.checksum_text(format, &mut text, 0);
+        let len = self.bids.checksum_text(format, &mut text, len);
+        crc32fast::hash(&text[..len])
     }
 
     fn checksum_with(&self, dec: impl Fn(&KLevel) -> (u8, u8)) -> u32 {
@@ -292,6 +397,69 @@ pub fn digits(value: i128, decimals: u8, buf: &mut [u8; 40]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// One step on a book: set a level, truncate, clear, or take the checksum in a format.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(bool, i128, i128, u8, u8),
+        Truncate(usize),
+        Clear,
+        Check(Option<(u8, u8)>),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Prices on a small grid so levels are hit again (replaced, deleted); quantities of
+        // every size, zero (a delete) included; now and then values beyond u64.
+        let value = prop_oneof![
+            8 => (1i128..2_000).prop_map(|p| p * 10_000_000),
+            1 => 0i128..=i128::from(u64::MAX),
+            1 => Just(i128::from(u64::MAX) + 12_345),
+        ];
+        let qty = prop_oneof![
+            2 => Just(0i128),
+            8 => 0i128..1_000_000_000_000_000,
+            1 => Just(i128::from(u64::MAX) * 1_000),
+        ];
+        prop_oneof![
+            20 => (any::<bool>(), value, qty, 0u8..=9, 0u8..=9)
+                .prop_map(|(b, p, q, pd, qd)| Op::Set(b, p, q, pd, qd)),
+            2 => (0usize..30).prop_map(Op::Truncate),
+            1 => Just(Op::Clear),
+            6 => prop::option::of((0u8..=9, 0u8..=9)).prop_map(Op::Check),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The cached checksum equals the one written from scratch, whatever happened to the
+        /// book and whichever format was asked for before.
+        #[test]
+        fn cached_checksum_equals_the_written_one(ops in prop::collection::vec(op(), 1..200)) {
+            let mut book = KrakenBook::new();
+            for op in ops {
+                match op {
+                    Op::Set(bid, price, qty, pd, qd) => {
+                        let side = if bid { BookSide::Bid } else { BookSide::Ask };
+                        book.set(side, KLevel { price, qty, price_dec: pd, qty_dec: qd });
+                    }
+                    Op::Truncate(d) => book.truncate(d, |_, _| {}),
+                    Op::Clear => book.clear(),
+                    Op::Check(None) => {
+                        let want = book.checksum_as_sent();
+                        prop_assert_eq!(book.checksum(ChecksumFormat::AsSent), want);
+                    }
+                    Op::Check(Some((pd, qd))) => {
+                        let want = book.checksum_at(pd, qd);
+                        prop_assert_eq!(book.checksum(ChecksumFormat::At(pd, qd)), want);
+                    }
+                }
+            }
+            let want = book.checksum_at(1, 8);
+            prop_assert_eq!(book.checksum(ChecksumFormat::At(1, 8)), want);
+        }
+    }
 
     fn lvl(price: i128, qty: i128) -> KLevel {
         KLevel {

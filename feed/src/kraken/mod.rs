@@ -10,6 +10,6 @@ pub mod normalizer;
 pub mod scan;
 pub mod spec;
 
-pub use book::KrakenBook;
+pub use book::{ChecksumFormat, KrakenBook};
 pub use normalizer::{Dialect, KrakenNormalizer};
 pub use spec::KrakenSpot;

@@ -31,9 +31,10 @@ use tickwire_sdk::wire::{
     TradeId, Venue, flags, parse_decimal,
 };
 
-use super::book::{KLevel, KrakenBook};
+use super::book::{ChecksumFormat, KLevel, KrakenBook};
 use super::scan::{Scan, epoch_secs_to_ns, parse_u64, rfc3339_to_ns};
 use crate::json::Precision;
+use crate::layout::Cursor;
 use crate::normalizer::{Action, NormalizeError, Normalizer, Output, Stats};
 use crate::symbols::{SymbolIndex, SymbolTable};
 
@@ -103,6 +104,13 @@ pub struct KrakenNormalizer {
     trades: Vec<TradeRow>,
     /// v2 `instrument` precisions by symbol, for pairs not seen yet.
     instruments: HashMap<String, (u8, u8)>,
+    /// v1 channel ids and the pair each was last seen with (checked against the pair's name
+    /// on every use), so a v1 message's pair is found without hashing its name.
+    channels: Vec<(u64, SymbolIndex)>,
+    /// The exact-layout fast path is off (tests switch it off to compare the paths).
+    fast_off: bool,
+    /// Messages the fast path handled.
+    fast_hits: u64,
 }
 
 fn field(message: &'static str, field: &'static str, expected: &'static str) -> NormalizeError {
@@ -247,11 +255,25 @@ impl KrakenNormalizer {
             updates: Vec::new(),
             trades: Vec::new(),
             instruments: HashMap::new(),
+            channels: Vec::new(),
+            fast_off: false,
+            fast_hits: 0,
         };
         for s in symbols {
             n.intern(s, dialect);
         }
         n
+    }
+
+    /// Turns the exact-layout fast path on or off (on by default). Off, every message goes
+    /// through the general scanner path; the output is the same either way.
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_off = !on;
+    }
+
+    /// Messages handled by the exact-layout fast path so far.
+    pub fn fast_hits(&self) -> u64 {
+        self.fast_hits
     }
 
     /// The book of `symbol` while it is verified and live (for tests and checks).
@@ -306,6 +328,153 @@ impl KrakenNormalizer {
                 "expected a JSON array (v1 channel message) or object".into(),
             )),
         }
+    }
+
+    // ---------------------------------------------------------------- exact-layout fast path
+
+    /// The exact-layout fast path (see [`crate::layout`]) for the data messages of both
+    /// dialects, compact and in the documented key order: v1 `book-N` snapshots and updates
+    /// (one or two update objects, the checksum in the last, levels with or without the
+    /// republish flag `"r"`), `trade` and `ticker` arrays; v2 `book`, `trade` and `ticker`
+    /// channel messages. The whole message is read before anything changes; on anything else
+    /// (another layout, an escape, an exponent, a value the scanner path would refuse) it
+    /// returns false having changed nothing but scratch space, and the scanner path, which
+    /// also words the errors, handles the message with the same result. Strings must be
+    /// printable ASCII (symbols, times and decimals always are); others go to the scanner.
+    fn fast(&mut self, raw: &[u8], ts: u64, out: &mut Output) -> bool {
+        match raw.first() {
+            Some(b'[') => self.fast_v1(raw, ts, out).is_some(),
+            Some(b'{') => self.fast_v2(raw, ts, out).is_some(),
+            _ => false,
+        }
+    }
+
+    fn fast_v1(&mut self, raw: &[u8], ts: u64, out: &mut Output) -> Option<()> {
+        let mut c = Cursor::new(raw);
+        c.lit(b"[")?;
+        let channel = c.u64()?;
+        c.lit(b",")?;
+        if c.peek(b"{\"as\":") || c.peek(b"{\"a\":[[") || c.peek(b"{\"b\":") {
+            let (snapshot, checksum, ts_ex, precision) = fast_v1_book(&mut c, &mut self.updates)?;
+            let (name, pair) = fast_v1_tail(&mut c)?;
+            let depth = parse_u64(name.strip_prefix("book-")?.as_bytes()).filter(|&d| d > 0)?;
+            // As the scanner path, from here on.
+            let i = self.intern_channel(channel, pair);
+            self.pairs[i].depth = depth as usize;
+            self.stats.count(if snapshot {
+                "book_snapshot"
+            } else {
+                "book_update"
+            });
+            let inst = self
+                .symbols
+                .announce(i, precision.price, precision.qty, ts, out);
+            if snapshot {
+                self.apply_snapshot(i, inst, None, ts_ex, ts, out);
+            } else {
+                self.apply_update(i, inst, checksum, ts_ex, ts, out);
+            }
+        } else if c.peek(b"[") {
+            fast_v1_trades(&mut c, &mut self.trades)?;
+            let (name, pair) = fast_v1_tail(&mut c)?;
+            if name != "trade" {
+                return None;
+            }
+            self.stats.count("trade");
+            let i = self.intern_channel(channel, pair);
+            self.emit_trades(i, false, ts, out);
+        } else {
+            let [(ap, aq), (bp, bq)] = fast_v1_ticker(&mut c)?;
+            let (name, pair) = fast_v1_tail(&mut c)?;
+            if name != "ticker" {
+                return None;
+            }
+            self.stats.count("ticker");
+            let i = self.intern_channel(channel, pair);
+            self.emit_quote(i, bp, bq, ap, aq, 0, ts, out);
+        }
+        Some(())
+    }
+
+    /// The pair of a v1 message on `channel`: the pair last seen on that channel if it has
+    /// this name, else interned (and remembered for the channel).
+    #[inline]
+    fn intern_channel(&mut self, channel: u64, pair: &str) -> SymbolIndex {
+        let slot = self.channels.iter().position(|&(c, _)| c == channel);
+        if let Some(k) = slot {
+            let i = self.channels[k].1;
+            if self.symbols.get(i).symbol == pair {
+                self.pairs[i].dialect = Dialect::V1;
+                return i;
+            }
+        }
+        let i = self.intern(pair, Dialect::V1);
+        match slot {
+            Some(k) => self.channels[k].1 = i,
+            None if self.channels.len() < 256 => self.channels.push((channel, i)),
+            None => {}
+        }
+        i
+    }
+
+    fn fast_v2(&mut self, raw: &[u8], ts: u64, out: &mut Output) -> Option<()> {
+        let mut c = Cursor::new(raw);
+        c.lit(b"{\"channel\":\"")?;
+        let channel = c.ascii_str_body()?;
+        c.lit(b",\"type\":\"")?;
+        let snapshot = if c.opt_lit(b"update\"") {
+            false
+        } else if c.opt_lit(b"snapshot\"") {
+            true
+        } else {
+            return None;
+        };
+        c.lit(b",\"data\":[{\"symbol\":\"")?;
+        let symbol = c.ascii_str_body()?;
+        if symbol.is_empty() {
+            return None;
+        }
+        match channel {
+            "book" => {
+                let (checksum, ts_ex, precision) = fast_v2_book(&mut c, &mut self.updates)?;
+                c.lit(b"]}")?;
+                c.end()?;
+                self.stats.count(if snapshot {
+                    "book_snapshot"
+                } else {
+                    "book_update"
+                });
+                let i = self.intern(symbol, Dialect::V2);
+                let (pp, qp) = match self.pairs[i].precision {
+                    Some((p, q)) => (p.max(precision.price), q.max(precision.qty)),
+                    None => (precision.price, precision.qty),
+                };
+                let inst = self.symbols.announce(i, pp, qp, ts, out);
+                if snapshot {
+                    self.apply_snapshot(i, inst, Some(checksum), ts_ex, ts, out);
+                } else {
+                    self.apply_update(i, inst, Some(checksum), ts_ex, ts, out);
+                }
+            }
+            "trade" => {
+                fast_v2_trades(&mut c, symbol, &mut self.trades)?;
+                c.end()?;
+                self.stats
+                    .count(if snapshot { "trade_snapshot" } else { "trade" });
+                let i = self.intern(symbol, Dialect::V2);
+                self.emit_trades(i, snapshot, ts, out);
+            }
+            "ticker" => {
+                let ([bp, bq, ap, aq], ts_ex) = fast_v2_ticker(&mut c)?;
+                c.lit(b"]}")?;
+                c.end()?;
+                self.stats.count("ticker");
+                let i = self.intern(symbol, Dialect::V2);
+                self.emit_quote(i, bp, bq, ap, aq, ts_ex, ts, out);
+            }
+            _ => return None,
+        }
+        Some(())
     }
 
     // ---------------------------------------------------------------- v1 channel messages
@@ -1272,9 +1441,9 @@ impl KrakenNormalizer {
 
     /// Checks pair `i`'s book against the venue's checksum: `Some(why)` on a mismatch.
     fn verify(&mut self, i: SymbolIndex, expected: u32) -> Option<String> {
-        let p = &self.pairs[i];
-        let ours = match p.dialect {
-            Dialect::V1 => p.book.checksum_as_sent(),
+        let p = &mut self.pairs[i];
+        let format = match p.dialect {
+            Dialect::V1 => ChecksumFormat::AsSent,
             Dialect::V2 => {
                 let (pd, qd) = match p.precision {
                     Some(x) => x,
@@ -1285,9 +1454,10 @@ impl KrakenNormalizer {
                         x
                     }
                 };
-                p.book.checksum_at(pd, qd)
+                ChecksumFormat::At(pd, qd)
             }
         };
+        let ours = p.book.checksum(format);
         (ours != expected)
             .then(|| format!("checksum mismatch: the venue sent {expected}, the book gives {ours}"))
     }
@@ -1335,6 +1505,342 @@ impl KrakenNormalizer {
     }
 }
 
+// ---------------------------------------------------------------- fast path readers
+
+/// A string value of printable ASCII without escapes (every string Kraken sends in these
+/// messages); `None` for any other, which the scanner path reads.
+#[inline]
+fn fast_str<'a>(c: &mut Cursor<'a>) -> Option<&'a str> {
+    c.lit(b"\"")?;
+    c.ascii_str_body()
+}
+
+/// A price (> 0) and a quantity (>= 0) as [`price_qty`] accepts them; `None` otherwise (the
+/// scanner path words the error).
+#[inline]
+fn fast_pq(price: Parsed, qty: Parsed) -> Option<(Parsed, Parsed)> {
+    (price.value > 0 && qty.value >= 0).then_some((price, qty))
+}
+
+/// v1 book payloads, the `[channelID,` read: a snapshot `{"as":[..],"bs":[..]}`, or one or
+/// two update objects `{"a":[..]}`, `{"b":[..]}` with the checksum `"c"` (in the last one).
+/// Levels `["price","volume","time"]`, `"r"` (republished) as an optional 4th element.
+/// Fills `updates` in message order: (is snapshot, checksum, latest level time, precision).
+fn fast_v1_book(
+    c: &mut Cursor<'_>,
+    updates: &mut Vec<Upd>,
+) -> Option<(bool, Option<u32>, u64, Precision)> {
+    updates.clear();
+    let mut ts_ex = 0u64;
+    let mut precision = Precision::default();
+    if c.opt_lit(b"{\"as\":") {
+        fast_v1_levels(c, BookSide::Ask, updates, &mut ts_ex, &mut precision)?;
+        c.lit(b",\"bs\":")?;
+        fast_v1_levels(c, BookSide::Bid, updates, &mut ts_ex, &mut precision)?;
+        c.lit(b"}")?;
+        return Some((true, None, ts_ex, precision));
+    }
+    let mut checksum = None;
+    // At most two objects (asks, then bids): the scanner path takes up to three payloads,
+    // and Kraken sends one per side.
+    for _ in 0..2 {
+        let side = if c.opt_lit(b"{\"a\":") {
+            BookSide::Ask
+        } else if c.opt_lit(b"{\"b\":") {
+            BookSide::Bid
+        } else {
+            return None;
+        };
+        fast_v1_levels(c, side, updates, &mut ts_ex, &mut precision)?;
+        if c.opt_lit(b",\"c\":") {
+            let v = c.quoted_u64()?;
+            checksum = Some(u32::try_from(v).ok()?);
+        }
+        c.lit(b"}")?;
+        if !c.peek(b",{") {
+            return Some((false, checksum, ts_ex, precision));
+        }
+        c.lit(b",")?;
+    }
+    None
+}
+
+/// `[["price","volume","time"(,"r")], ...]` appended to `updates`.
+#[inline]
+fn fast_v1_levels(
+    c: &mut Cursor<'_>,
+    side: BookSide,
+    updates: &mut Vec<Upd>,
+    ts_ex: &mut u64,
+    precision: &mut Precision,
+) -> Option<()> {
+    c.lit(b"[")?;
+    if c.opt_lit(b"]") {
+        return Some(());
+    }
+    loop {
+        c.lit(b"[")?;
+        let price = c.dec()?;
+        c.lit(b",")?;
+        let qty = c.dec()?;
+        c.lit(b",\"")?;
+        let t = epoch_secs_to_ns(c.ascii_str_body()?.as_bytes())?;
+        c.opt_lit(b",\"r\"");
+        c.lit(b"]")?;
+        let (price, qty) = fast_pq(price, qty)?;
+        *ts_ex = (*ts_ex).max(t);
+        precision.price = precision.price.max(price.decimals);
+        precision.qty = precision.qty.max(qty.decimals);
+        updates.push(Upd {
+            side,
+            level: KLevel {
+                price: price.value as i128,
+                qty: qty.value as i128,
+                price_dec: price.decimals,
+                qty_dec: qty.decimals,
+            },
+        });
+        if c.opt_lit(b"]") {
+            return Some(());
+        }
+        c.lit(b",")?;
+    }
+}
+
+/// `,"channelName","pair"]` and the end of the message: (channelName, pair).
+#[inline]
+fn fast_v1_tail<'a>(c: &mut Cursor<'a>) -> Option<(&'a str, &'a str)> {
+    c.lit(b",\"")?;
+    let name = c.ascii_str_body()?;
+    c.lit(b",\"")?;
+    let pair = c.ascii_str_body()?;
+    c.lit(b"]")?;
+    c.end()?;
+    (!pair.is_empty()).then_some((name, pair))
+}
+
+/// v1 trades `[["price","volume","time","b|s","orderType","misc"(,tradeId)], ...]` into
+/// `trades`.
+fn fast_v1_trades(c: &mut Cursor<'_>, trades: &mut Vec<TradeRow>) -> Option<()> {
+    trades.clear();
+    c.lit(b"[")?;
+    if c.opt_lit(b"]") {
+        return Some(());
+    }
+    loop {
+        c.lit(b"[")?;
+        let price = c.dec()?;
+        c.lit(b",")?;
+        let qty = c.dec()?;
+        c.lit(b",\"")?;
+        let ts = epoch_secs_to_ns(c.ascii_str_body()?.as_bytes())?;
+        let side = if c.opt_lit(b",\"b\",") {
+            Side::Buy
+        } else if c.opt_lit(b",\"s\",") {
+            Side::Sell
+        } else {
+            return None;
+        };
+        fast_str(c)?;
+        c.lit(b",")?;
+        fast_str(c)?;
+        let id = if c.opt_lit(b",") {
+            Some(c.u64()?)
+        } else {
+            None
+        };
+        c.lit(b"]")?;
+        let (price, qty) = fast_pq(price, qty)?;
+        trades.push(TradeRow {
+            price,
+            qty,
+            ts,
+            side,
+            id,
+        });
+        if c.opt_lit(b"]") {
+            return Some(());
+        }
+        c.lit(b",")?;
+    }
+}
+
+/// v1 ticker `{"a":[price,wholeLotVolume,lotVolume],"b":[..],` then the other fields (flat
+/// arrays of strings and integers) `}`: [(ask, ask qty), (bid, bid qty)].
+fn fast_v1_ticker(c: &mut Cursor<'_>) -> Option<[(Parsed, Parsed); 2]> {
+    fn top(c: &mut Cursor<'_>) -> Option<(Parsed, Parsed)> {
+        c.lit(b"[")?;
+        let price = c.dec()?;
+        c.lit(b",")?;
+        c.u64()?;
+        c.lit(b",")?;
+        let qty = c.dec()?;
+        c.lit(b"]")?;
+        fast_pq(price, qty)
+    }
+    c.lit(b"{\"a\":")?;
+    let a = top(c)?;
+    c.lit(b",\"b\":")?;
+    let b = top(c)?;
+    while c.opt_lit(b",\"") {
+        let key = c.ascii_str_body()?;
+        if key == "a" || key == "b" {
+            return None; // twice: the scanner path decides which counts
+        }
+        c.lit(b":[")?;
+        loop {
+            if c.peek(b"\"") {
+                fast_str(c)?;
+            } else {
+                c.u64()?;
+            }
+            if c.opt_lit(b"]") {
+                break;
+            }
+            c.lit(b",")?;
+        }
+    }
+    c.lit(b"}")?;
+    Some([a, b])
+}
+
+/// v2 levels `[{"price":n,"qty":n}, ...]` appended to `updates`.
+#[inline]
+fn fast_v2_levels(
+    c: &mut Cursor<'_>,
+    side: BookSide,
+    updates: &mut Vec<Upd>,
+    precision: &mut Precision,
+) -> Option<()> {
+    c.lit(b"[")?;
+    if c.opt_lit(b"]") {
+        return Some(());
+    }
+    loop {
+        c.lit(b"{\"price\":")?;
+        let price = c.num()?;
+        c.lit(b",\"qty\":")?;
+        let qty = c.num()?;
+        c.lit(b"}")?;
+        let (price, qty) = fast_pq(price, qty)?;
+        precision.price = precision.price.max(price.decimals);
+        precision.qty = precision.qty.max(qty.decimals);
+        updates.push(Upd {
+            side,
+            level: KLevel {
+                price: price.value as i128,
+                qty: qty.value as i128,
+                price_dec: price.decimals,
+                qty_dec: qty.decimals,
+            },
+        });
+        if c.opt_lit(b"]") {
+            return Some(());
+        }
+        c.lit(b",")?;
+    }
+}
+
+/// The rest of a v2 book data element after its symbol:
+/// `,"bids":[..],"asks":[..],"checksum":n(,"timestamp":"..")}`, into `updates` asks first
+/// (as the scanner path applies them): (checksum, time, precision).
+fn fast_v2_book(c: &mut Cursor<'_>, updates: &mut Vec<Upd>) -> Option<(u32, u64, Precision)> {
+    updates.clear();
+    let mut precision = Precision::default();
+    c.lit(b",\"bids\":")?;
+    fast_v2_levels(c, BookSide::Bid, updates, &mut precision)?;
+    let bids = updates.len();
+    c.lit(b",\"asks\":")?;
+    fast_v2_levels(c, BookSide::Ask, updates, &mut precision)?;
+    c.lit(b",\"checksum\":")?;
+    let checksum = u32::try_from(c.u64()?).ok()?;
+    let ts_ex = if c.opt_lit(b",\"timestamp\":\"") {
+        rfc3339_to_ns(c.ascii_str_body()?.as_bytes())?
+    } else {
+        0
+    };
+    c.lit(b"}")?;
+    updates.rotate_left(bids);
+    Some((checksum, ts_ex, precision))
+}
+
+/// The rest of v2 trade data after the first element's symbol: elements
+/// `{"symbol":..,"side":..,"price":n,"qty":n,"ord_type":..,"trade_id":n,"timestamp":".."}`,
+/// all of `symbol`, then `]}`; into `trades`.
+fn fast_v2_trades(c: &mut Cursor<'_>, symbol: &str, trades: &mut Vec<TradeRow>) -> Option<()> {
+    trades.clear();
+    loop {
+        let side = if c.opt_lit(b",\"side\":\"buy\"") {
+            Side::Buy
+        } else if c.opt_lit(b",\"side\":\"sell\"") {
+            Side::Sell
+        } else {
+            return None;
+        };
+        c.lit(b",\"price\":")?;
+        let price = c.num()?;
+        c.lit(b",\"qty\":")?;
+        let qty = c.num()?;
+        c.lit(b",\"ord_type\":")?;
+        fast_str(c)?;
+        c.lit(b",\"trade_id\":")?;
+        let id = c.u64()?;
+        c.lit(b",\"timestamp\":\"")?;
+        let ts = rfc3339_to_ns(c.ascii_str_body()?.as_bytes())?;
+        c.lit(b"}")?;
+        let (price, qty) = fast_pq(price, qty)?;
+        trades.push(TradeRow {
+            price,
+            qty,
+            ts,
+            side,
+            id: Some(id),
+        });
+        if c.opt_lit(b"]}") {
+            return Some(());
+        }
+        c.lit(b",{\"symbol\":\"")?;
+        if c.ascii_str_body()? != symbol {
+            return None; // several pairs: the scanner path makes one run per pair
+        }
+    }
+}
+
+/// The rest of a v2 ticker data element after its symbol:
+/// `,"bid":n,"bid_qty":n,"ask":n,"ask_qty":n` then other fields (numbers and strings, a
+/// `timestamp` among them or not) `}`: ([bid, bid qty, ask, ask qty], time).
+fn fast_v2_ticker(c: &mut Cursor<'_>) -> Option<([Parsed; 4], u64)> {
+    c.lit(b",\"bid\":")?;
+    let bid = c.num()?;
+    c.lit(b",\"bid_qty\":")?;
+    let bid_qty = c.num()?;
+    c.lit(b",\"ask\":")?;
+    let ask = c.num()?;
+    c.lit(b",\"ask_qty\":")?;
+    let ask_qty = c.num()?;
+    let (bid, bid_qty) = fast_pq(bid, bid_qty)?;
+    let (ask, ask_qty) = fast_pq(ask, ask_qty)?;
+    let mut ts = None;
+    while c.opt_lit(b",\"") {
+        let key = c.ascii_str_body()?;
+        c.lit(b":")?;
+        match key {
+            "timestamp" if ts.is_none() => ts = Some(rfc3339_to_ns(fast_str(c)?.as_bytes())?),
+            // A key the quote reads, twice: the scanner path decides which counts.
+            "timestamp" | "symbol" | "bid" | "bid_qty" | "ask" | "ask_qty" => return None,
+            _ => {
+                if c.peek(b"\"") {
+                    fast_str(c)?;
+                } else {
+                    c.skip_num()?;
+                }
+            }
+        }
+    }
+    c.lit(b"}")?;
+    Some(([bid, bid_qty, ask, ask_qty], ts.unwrap_or(0)))
+}
+
 impl Normalizer for KrakenNormalizer {
     fn venue(&self) -> Venue {
         Venue::Kraken
@@ -1353,7 +1859,12 @@ impl Normalizer for KrakenNormalizer {
     ) -> Result<(), NormalizeError> {
         self.stats.messages += 1;
         let before = out.frames.len();
-        let result = self.dispatch(raw, ts_recv, out);
+        let result = if !self.fast_off && self.fast(raw, ts_recv, out) {
+            self.fast_hits += 1;
+            Ok(())
+        } else {
+            self.dispatch(raw, ts_recv, out)
+        };
         self.stats.settle(before, out, &result);
         result
     }
