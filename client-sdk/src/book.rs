@@ -1,17 +1,154 @@
 //! An L2 order book: price -> total quantity per side, in 1e-9 units. The feed keeps venue
 //! books with it; clients rebuild books from BookSnapshot and BookDelta frames with it.
 
-use std::collections::BTreeMap;
-
 use crate::wire::{ArchivedBody, ArchivedFrame, Body, BookSide, BookSnapshot, Frame, Level, flags};
 
 /// Price -> quantity per side, in 1e-9 units. A level with quantity 0 does not exist.
+///
+/// Each side is a short list of sorted blocks of levels (a two-level B-tree): finding a level
+/// is a binary search over the blocks' last keys, then one inside a block, both over
+/// contiguous memory, and a change moves at most one block's levels. The best level is the
+/// last of the last block, where most changes land.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct L2Book {
-    bids: BTreeMap<i64, i64>,
-    asks: BTreeMap<i64, i64>,
+    bids: Side<true>,
+    asks: Side<false>,
     /// False until a snapshot was applied, and after a frame flagged `BAD_BOOK`.
     valid: bool,
+}
+
+/// Levels per block after a split (a block splits when it reaches twice this).
+const BLOCK: usize = if cfg!(test) { 4 } else { 64 };
+
+/// One side of the book: `(key, qty)` in ascending key order across `blocks`, so the best
+/// level is last. The key is the price for bids and its bitwise NOT for asks (an
+/// order-reversing bijection on `i64`, so the lowest ask has the highest key).
+///
+/// Invariants: no block is empty; `tops[b]` is the key of `blocks[b]`'s last level; `len` is
+/// the number of levels.
+#[derive(Debug, Clone, Default)]
+struct Side<const BID: bool> {
+    blocks: Vec<Vec<(i64, i64)>>,
+    tops: Vec<i64>,
+    len: usize,
+}
+
+impl<const BID: bool> PartialEq for Side<BID> {
+    /// Same levels, however they are split into blocks.
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl<const BID: bool> Eq for Side<BID> {}
+
+impl<const BID: bool> Side<BID> {
+    #[inline]
+    fn key(price: i64) -> i64 {
+        if BID { price } else { !price }
+    }
+
+    /// Sets a level; quantity 0 removes it.
+    #[inline]
+    fn set(&mut self, price: i64, qty: i64) {
+        let k = Self::key(price);
+        // The first block whose last key is >= k; past the end, the last block (if any).
+        let mut b = self.tops.partition_point(|&t| t < k);
+        if b == self.blocks.len() {
+            if qty == 0 {
+                return;
+            }
+            if b == 0 {
+                self.blocks.push(vec![(k, qty)]);
+                self.tops.push(k);
+                self.len = 1;
+                return;
+            }
+            b -= 1;
+        }
+        let block = &mut self.blocks[b];
+        let i = block.partition_point(|l| l.0 < k);
+        if i < block.len() && block[i].0 == k {
+            if qty != 0 {
+                block[i].1 = qty;
+                return;
+            }
+            block.remove(i);
+            self.len -= 1;
+            match block.last() {
+                None => {
+                    self.blocks.remove(b);
+                    self.tops.remove(b);
+                }
+                Some(last) => self.tops[b] = last.0,
+            }
+            return;
+        }
+        if qty == 0 {
+            return;
+        }
+        block.insert(i, (k, qty));
+        self.len += 1;
+        self.tops[b] = block[block.len() - 1].0;
+        if block.len() >= 2 * BLOCK {
+            let upper = block.split_off(BLOCK);
+            self.tops[b] = block[BLOCK - 1].0;
+            self.tops.insert(b + 1, upper[upper.len() - 1].0);
+            self.blocks.insert(b + 1, upper);
+        }
+    }
+
+    /// The best level.
+    #[inline]
+    fn best(&self) -> Option<Level> {
+        let &(k, qty) = self.blocks.last()?.last()?;
+        Some(Level {
+            price: Self::key(k),
+            qty,
+        })
+    }
+
+    /// Levels, best first.
+    fn iter(&self) -> impl Iterator<Item = Level> + '_ {
+        self.blocks.iter().rev().flat_map(|b| {
+            b.iter().rev().map(|&(k, qty)| Level {
+                price: Self::key(k),
+                qty,
+            })
+        })
+    }
+
+    /// Replaces the side with `levels` in any order; for a price given twice the last
+    /// quantity counts, and quantity 0 means no level.
+    fn load(&mut self, levels: impl Iterator<Item = (i64, i64)>) {
+        let mut v: Vec<(i64, i64)> = levels.map(|(p, q)| (Self::key(p), q)).collect();
+        // Stable, so equal prices keep their order and the last one wins.
+        v.sort_by_key(|l| l.0);
+        let mut w = 0;
+        for r in 0..v.len() {
+            if w > 0 && v[w - 1].0 == v[r].0 {
+                v[w - 1] = v[r];
+            } else {
+                v[w] = v[r];
+                w += 1;
+            }
+        }
+        v.truncate(w);
+        v.retain(|l| l.1 != 0);
+        self.len = v.len();
+        self.blocks = v.chunks(BLOCK).map(<[_]>::to_vec).collect();
+        self.tops = self.blocks.iter().map(|b| b[b.len() - 1].0).collect();
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn clear(&mut self) {
+        self.blocks.clear();
+        self.tops.clear();
+        self.len = 0;
+    }
 }
 
 impl L2Book {
@@ -34,14 +171,11 @@ impl L2Book {
         }
         match &frame.body {
             ArchivedBody::BookSnapshot(s) => {
-                self.bids.clear();
-                self.asks.clear();
-                for l in s.bids.iter() {
-                    self.bids.insert(l.price.to_native(), l.qty.to_native());
-                }
-                for l in s.asks.iter() {
-                    self.asks.insert(l.price.to_native(), l.qty.to_native());
-                }
+                let level = |l: &crate::wire::frame::ArchivedLevel| {
+                    (l.price.to_native(), l.qty.to_native())
+                };
+                self.bids.load(s.bids.iter().map(level));
+                self.asks.load(s.asks.iter().map(level));
                 self.valid = frame.flags & flags::BAD_BOOK == 0;
                 true
             }
@@ -77,45 +211,32 @@ impl L2Book {
     }
 
     /// Sets a level; quantity 0 removes it.
+    #[inline]
     pub fn set(&mut self, side: BookSide, price: i64, qty: i64) {
-        let m = match side {
-            BookSide::Bid => &mut self.bids,
-            BookSide::Ask => &mut self.asks,
-        };
-        if qty == 0 {
-            m.remove(&price);
-        } else {
-            m.insert(price, qty);
+        match side {
+            BookSide::Bid => self.bids.set(price, qty),
+            BookSide::Ask => self.asks.set(price, qty),
         }
     }
 
     /// Best bid.
     pub fn best_bid(&self) -> Option<Level> {
-        self.bids
-            .iter()
-            .next_back()
-            .map(|(&price, &qty)| Level { price, qty })
+        self.bids.best()
     }
 
     /// Best ask.
     pub fn best_ask(&self) -> Option<Level> {
-        self.asks
-            .iter()
-            .next()
-            .map(|(&price, &qty)| Level { price, qty })
+        self.asks.best()
     }
 
     /// Bids, best first.
     pub fn bids(&self) -> impl Iterator<Item = Level> + '_ {
-        self.bids
-            .iter()
-            .rev()
-            .map(|(&price, &qty)| Level { price, qty })
+        self.bids.iter()
     }
 
     /// Asks, best first.
     pub fn asks(&self) -> impl Iterator<Item = Level> + '_ {
-        self.asks.iter().map(|(&price, &qty)| Level { price, qty })
+        self.asks.iter()
     }
 
     /// Number of (bid, ask) levels.
@@ -149,18 +270,10 @@ impl L2Book {
 
     /// Replaces the book with a snapshot's levels (and marks it valid).
     pub fn load(&mut self, snapshot: &BookSnapshot) {
-        self.bids = snapshot
-            .bids
-            .iter()
-            .map(|l| (l.price, l.qty))
-            .filter(|l| l.1 != 0)
-            .collect();
-        self.asks = snapshot
-            .asks
-            .iter()
-            .map(|l| (l.price, l.qty))
-            .filter(|l| l.1 != 0)
-            .collect();
+        self.bids
+            .load(snapshot.bids.iter().map(|l| (l.price, l.qty)));
+        self.asks
+            .load(snapshot.asks.iter().map(|l| (l.price, l.qty)));
         self.valid = true;
     }
 
@@ -173,6 +286,114 @@ impl L2Book {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// The obvious model: a map per side.
+    #[derive(Default)]
+    struct Model {
+        bids: BTreeMap<i64, i64>,
+        asks: BTreeMap<i64, i64>,
+    }
+
+    impl Model {
+        fn set(&mut self, side: BookSide, price: i64, qty: i64) {
+            let m = match side {
+                BookSide::Bid => &mut self.bids,
+                BookSide::Ask => &mut self.asks,
+            };
+            if qty == 0 {
+                m.remove(&price);
+            } else {
+                m.insert(price, qty);
+            }
+        }
+
+        fn bids(&self) -> Vec<Level> {
+            self.bids
+                .iter()
+                .rev()
+                .map(|(&price, &qty)| Level { price, qty })
+                .collect()
+        }
+
+        fn asks(&self) -> Vec<Level> {
+            self.asks
+                .iter()
+                .map(|(&price, &qty)| Level { price, qty })
+                .collect()
+        }
+    }
+
+    fn op() -> impl Strategy<Value = (bool, i64, i64)> {
+        // Narrow price ranges make hits, removals and re-inserts common (and, with the
+        // tests' 4-level blocks, splits and emptied blocks); the extremes check the ask
+        // key's bit flip at the ends of `i64`.
+        let price = prop_oneof![
+            8 => 90i64..150,
+            1 => -5i64..5,
+            1 => prop::sample::select(vec![i64::MIN, i64::MIN + 1, i64::MAX - 1, i64::MAX]),
+            1 => any::<i64>(),
+        ];
+        (
+            any::<bool>(),
+            price,
+            prop_oneof![1 => Just(0i64), 3 => 1i64..1_000],
+        )
+    }
+
+    fn check_blocks<const BID: bool>(side: &Side<BID>) {
+        assert!(
+            side.blocks
+                .iter()
+                .all(|b| !b.is_empty() && b.len() < 2 * BLOCK)
+        );
+        let keys: Vec<i64> = side.blocks.iter().flatten().map(|l| l.0).collect();
+        assert!(
+            keys.windows(2).all(|w| w[0] < w[1]),
+            "keys ascend: {keys:?}"
+        );
+        assert_eq!(keys.len(), side.len);
+        let tops: Vec<i64> = side.blocks.iter().map(|b| b[b.len() - 1].0).collect();
+        assert_eq!(tops, side.tops);
+    }
+
+    proptest! {
+        #[test]
+        fn matches_a_map_per_side(
+            snapshot in prop::collection::vec(op(), 0..40),
+            ops in prop::collection::vec(op(), 0..300),
+        ) {
+            let mut book = L2Book::new();
+            let mut model = Model::default();
+            // A snapshot in arbitrary order, repeated prices (the last counts) and zeros.
+            let level = |&(_, price, qty): &(bool, i64, i64)| Level { price, qty };
+            let snap = BookSnapshot {
+                bids: snapshot.iter().filter(|o| o.0).map(level).collect(),
+                asks: snapshot.iter().filter(|o| !o.0).map(level).collect(),
+            };
+            book.load(&snap);
+            for &(bid, price, qty) in &snapshot {
+                model.set(if bid { BookSide::Bid } else { BookSide::Ask }, price, qty);
+            }
+            for &(bid, price, qty) in &ops {
+                let side = if bid { BookSide::Bid } else { BookSide::Ask };
+                book.set(side, price, qty);
+                model.set(side, price, qty);
+                prop_assert_eq!(book.best_bid(), model.bids().first().copied());
+                prop_assert_eq!(book.best_ask(), model.asks().first().copied());
+            }
+            check_blocks(&book.bids);
+            check_blocks(&book.asks);
+            prop_assert_eq!(book.bids().collect::<Vec<_>>(), model.bids());
+            prop_assert_eq!(book.asks().collect::<Vec<_>>(), model.asks());
+            prop_assert_eq!(book.depth(), (model.bids.len(), model.asks.len()));
+            let mut copy = L2Book::new();
+            copy.load(&book.snapshot(None));
+            check_blocks(&copy.bids);
+            prop_assert_eq!(&copy, &book);
+        }
+    }
 
     #[test]
     fn levels_set_remove_and_order() {
