@@ -656,7 +656,20 @@ async fn killing_the_gateways_nats_node_of_a_three_node_cluster_leaves_no_silent
 
     sim.run_items(8_000);
     let (mut ga, mut gb) = (Got::default(), Got::default());
-    read_for(&mut c1, &mut gb, Duration::from_secs(2)).await;
+    // Kill while the feed still runs: once the client has a first part of the data.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while gb.data().len() < 2_000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no data through the gateway"
+        );
+        read_for(&mut c1, &mut gb, Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        sim.status()["running"],
+        true,
+        "the feed ended before the NATS node could be killed mid-run"
+    );
     let before = gb.data().len();
     cluster.nodes[1].kill();
     let q = Duration::from_millis(900);
@@ -741,4 +754,66 @@ async fn an_ingest_node_restart_is_detected_and_clients_are_told_then_resynced()
         "the books' top levels differ at the end"
     );
     sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_on_a_stream_subject_are_skipped_and_the_stream_goes_on() {
+    let Some(bin) = nats_bin() else { return };
+    let nats = NatsServer::start(&bin).expect("nats-server starts");
+    let sim = capture_sim().await;
+    let reference = embedded(&sim).await;
+    let _ingest = ingest(&nats.url(), "ingest-a", &sim).await;
+    wait_subscribed(&sim, 6).await; // both feeds, three streams each
+    let gw = gateway(&nats.url(), "gw").await;
+    let mut c0 = client(reference.url(), "lossless", false).await;
+    let mut c1 = client(gw.url(), "lossless", false).await;
+
+    // What a broken or hostile publisher could put on the gateway's stream subjects: no
+    // source headers, bytes that are no frame, a batch cut short, a batch whose frame is
+    // garbage, a batch header with a huge count. Each is skipped whole, nothing else changes.
+    let nc = async_nats::connect(nats.url())
+        .await
+        .expect("connect to NATS");
+    let subject = tickwire_engine::cluster::subjects::stream(
+        tickwire_sdk::wire::Venue::Binance,
+        "BTCUSDT",
+        Channel::Trades,
+    );
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(tickwire_engine::cluster::subjects::NODE, "ingest-a");
+    headers.insert(tickwire_engine::cluster::subjects::EPOCH, "1");
+    let mut garbage_frame = b"TW\x01\x00\x01\x00\x00\x00\x4c\x00\x00\x00".to_vec();
+    garbage_frame.extend((0..76u8).map(|i| i.wrapping_mul(37)));
+    let payloads: Vec<Vec<u8>> = vec![
+        (0..200u8).collect(),
+        b"TW\x01\x00\x03\x00\x00\x00\x10\x00".to_vec(),
+        garbage_frame,
+        b"TW\x01\x00\xff\xff\xff\xff".to_vec(),
+        Vec::new(),
+    ];
+    nc.publish(subject.clone(), b"no headers".to_vec().into())
+        .await
+        .expect("publish");
+    for p in payloads {
+        nc.publish_with_headers(subject.clone(), headers.clone(), p.into())
+            .await
+            .expect("publish");
+    }
+    nc.flush().await.expect("flush");
+
+    sim.run_items(2_000);
+    let (mut a, mut b) = (Got::default(), Got::default());
+    let q = Duration::from_millis(800);
+    tokio::join!(
+        read_until_quiet(&mut c0, &sim, &mut a, q),
+        read_until_quiet(&mut c1, &sim, &mut b, q),
+    );
+    let (ta, tb) = (trades(&a), trades(&b));
+    assert!(ta.len() > 50, "the embedded client got {} trades", ta.len());
+    assert_eq!(
+        tb, ta,
+        "the gateway's trades (id, seq) are the embedded server's"
+    );
+    assert!(b.markers().is_empty(), "markers: {:?}", b.markers());
+    assert_no_silent_hole(&b, true);
 }

@@ -321,7 +321,8 @@ fn source_of(msg: &Message) -> Option<Source> {
     })
 }
 
-/// One NATS subscription: decodes each message into a frame for the merger.
+/// One NATS subscription: decodes each message (a wire batch of one stream's frames, or a
+/// single frame) into frames for the merger.
 async fn forward_stream(
     mut sub: async_nats::Subscriber,
     cmds: mpsc::UnboundedSender<Cmd>,
@@ -329,11 +330,39 @@ async fn forward_stream(
 ) {
     while let Some(msg) = sub.next().await {
         let at = now_ns();
-        stats.received.fetch_add(1, Ordering::Relaxed);
         let Some(src) = source_of(&msg) else {
             stats.invalid.fetch_add(1, Ordering::Relaxed);
             continue;
         };
+        // A batch (what ingest nodes send); a lone frame is accepted too (its first bytes
+        // can only look like a batch header by chance, and then they fail as a batch).
+        let batch = if msg
+            .payload
+            .starts_with(&tickwire_sdk::wire::codec::BATCH_MAGIC)
+        {
+            Batch::new(&msg.payload[..]).ok()
+        } else {
+            None
+        };
+        if let Some(batch) = batch {
+            stats
+                .received
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            for (i, f) in batch.iter().enumerate() {
+                let bytes = batch.frame_bytes(i).unwrap_or_default();
+                let cmd = Cmd::Frame(
+                    src.clone(),
+                    tickwire_sdk::wire::to_owned(f),
+                    bytes.into(),
+                    at,
+                );
+                if cmds.send(cmd).is_err() {
+                    return;
+                }
+            }
+            continue;
+        }
+        stats.received.fetch_add(1, Ordering::Relaxed);
         match tickwire_sdk::wire::access(&msg.payload) {
             Ok(f) => {
                 let frame = tickwire_sdk::wire::to_owned(f);
@@ -346,7 +375,7 @@ async fn forward_stream(
             }
             Err(e) => {
                 stats.invalid.fetch_add(1, Ordering::Relaxed);
-                warn!(subject = %msg.subject, error = %e, "not a valid frame on a stream subject; skipped");
+                warn!(subject = %msg.subject, error = %e, "neither a batch of frames nor a frame on a stream subject; skipped");
             }
         }
     }
