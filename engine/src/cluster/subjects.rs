@@ -1,8 +1,10 @@
 //! NATS subject names and message headers of the cluster (sans-IO).
 //!
 //! - `md.<venue>.<symbol>.<channel>`: the encoded frames of one stream, `channel` one of
-//!   `trades`, `quotes`, `book`, `control` (status frames). Symbols are the venue's spelling;
-//!   characters NATS reserves in a token (`.`, `*`, `>`, whitespace) become `_`.
+//!   `trades`, `quotes`, `book`, `control` (status frames); each message a binary batch of
+//!   consecutive frames of the stream (a lone frame is accepted too). Symbols are the
+//!   venue's spelling; characters NATS reserves in a token (`.`, `*`, `>`, whitespace)
+//!   become `_`.
 //! - `md.snap.<venue>.<symbol>`: request-reply: any ingest node serving the instrument answers
 //!   with its current state (a binary batch); `md.snap.<node>.<venue>.<symbol>` asks one node.
 //! - `md.node.<node>`: every ingest node publishes its [`Directory`](super::directory::Directory)
