@@ -147,6 +147,16 @@ struct Run {
     batch: BatchWriter,
 }
 
+impl Run {
+    /// The finished batch as a message payload (one allocation of its exact size); the
+    /// writer keeps its buffer for the next run.
+    fn close(&mut self) -> Bytes {
+        let payload = Bytes::copy_from_slice(self.batch.finish());
+        self.batch.begin();
+        payload
+    }
+}
+
 /// The ring reader. Per pass over what the ring holds, each instrument's frames go out in ring
 /// order as runs of one stream, each run one message (a wire batch) on that stream's subject:
 /// a gateway subscribed to the instrument (`md.<venue>.<symbol>.*`) sees its frames in the
@@ -201,7 +211,7 @@ async fn publish(
                                 || run.batch.len() + 4 + e.bytes.len() > MAX_BATCH_BYTES)
                         {
                             let n = u64::from(run.batch.count());
-                            ready.push((run.subject.clone(), Bytes::from(run.batch.take()), n));
+                            ready.push((run.subject.clone(), run.close(), n));
                         }
                         if run.channel != e.channel {
                             run.channel = e.channel;
@@ -224,7 +234,7 @@ async fn publish(
         for run in runs.values_mut() {
             if !run.batch.is_empty() {
                 let n = u64::from(run.batch.count());
-                ready.push((run.subject.clone(), Bytes::from(run.batch.take()), n));
+                ready.push((run.subject.clone(), run.close(), n));
             }
         }
         if !ready.is_empty() {
