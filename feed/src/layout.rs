@@ -198,55 +198,12 @@ impl<'a> Cursor<'a> {
     pub fn dec(&mut self) -> Option<Parsed> {
         self.lit(b"\"")?;
         let rest = self.rest();
-        // The usual shape, read in the same pass that finds the closing quote:
-        // `\d{1,10}(\.\d+)?"` with nothing but zeros past the 9th decimal.
-        let mut i = 0;
-        let mut int: u64 = 0;
-        while i < rest.len() && i < 10 {
-            let d = rest[i].wrapping_sub(b'0');
-            if d > 9 {
-                break;
-            }
-            int = int * 10 + u64::from(d);
-            i += 1;
-        }
-        let mut frac: u64 = 0;
-        let mut decimals = 0usize;
-        let mut plain = i > 0;
-        if plain && i < rest.len() && rest[i] == b'.' {
-            i += 1;
-            // Venues mostly send 8 decimals: one SWAR step for them.
-            if i + 8 <= rest.len()
-                && let Some(d) = eight_digits(&rest[i..i + 8])
-            {
-                frac = d;
-                decimals = 8;
-                i += 8;
-            }
-            while i < rest.len() {
-                let d = rest[i].wrapping_sub(b'0');
-                if d > 9 {
-                    break;
-                }
-                if decimals < 9 {
-                    frac = frac * 10 + u64::from(d);
-                } else if d != 0 {
-                    plain = false;
-                }
-                decimals += 1;
-                i += 1;
-            }
-            plain &= decimals > 0;
-        }
-        if plain && i < rest.len() && rest[i] == b'"' {
-            let kept = decimals.min(9);
-            // int < 1e10, so int * 1e9 + frac < 1e19: no overflow in u64.
-            let v = i64::try_from(int * 1_000_000_000 + frac * POW10[9 - kept]).ok()?;
-            self.pos += i + 1;
-            return Some(Parsed {
-                value: v,
-                decimals: kept as u8,
-            });
+        // The usual shape, read in the same pass that finds the closing quote.
+        if let Some((v, n)) = plain_fixed(rest)
+            && rest.get(n) == Some(&b'"')
+        {
+            self.pos += n + 1;
+            return Some(v);
         }
         // Anything else (a sign, an exponent, more digits): find the closing quote, let the
         // general parser decide.
@@ -318,59 +275,17 @@ impl<'a> Cursor<'a> {
     #[inline]
     pub fn num(&mut self) -> Option<Parsed> {
         let rest = self.rest();
-        let mut i = 0;
-        let mut int: u64 = 0;
-        while i < rest.len() && i < 10 {
-            let d = rest[i].wrapping_sub(b'0');
-            if d > 9 {
-                break;
-            }
-            int = int * 10 + u64::from(d);
-            i += 1;
-        }
-        if i == 0 || (i > 1 && rest[0] == b'0') {
+        let (v, n) = plain_fixed(rest)?;
+        // JSON: no leading zero; and the number ends here (not at an 11th integer digit, a
+        // second point or an exponent).
+        if rest[0] == b'0' && rest.get(1).is_some_and(u8::is_ascii_digit) {
             return None;
         }
-        let mut frac: u64 = 0;
-        let mut decimals = 0usize;
-        if i < rest.len() && rest[i] == b'.' {
-            i += 1;
-            if i + 8 <= rest.len()
-                && let Some(d) = eight_digits(&rest[i..i + 8])
-            {
-                frac = d;
-                decimals = 8;
-                i += 8;
-            }
-            while i < rest.len() {
-                let d = rest[i].wrapping_sub(b'0');
-                if d > 9 {
-                    break;
-                }
-                if decimals < 9 {
-                    frac = frac * 10 + u64::from(d);
-                } else if d != 0 {
-                    return None; // not exact in 1e-9 units: the general parser says so
-                }
-                decimals += 1;
-                i += 1;
-            }
-            if decimals == 0 {
-                return None;
-            }
-        }
-        // Also refuses an 11th integer digit, a second point or an exponent.
-        if i >= rest.len() || !matches!(rest[i], b',' | b'}' | b']') {
+        if !matches!(rest.get(n), Some(b',' | b'}' | b']')) {
             return None;
         }
-        let kept = decimals.min(9);
-        // int < 1e10, so int * 1e9 + frac < 1e19: no overflow in u64.
-        let v = i64::try_from(int * 1_000_000_000 + frac * POW10[9 - kept]).ok()?;
-        self.pos += i;
-        Some(Parsed {
-            value: v,
-            decimals: kept as u8,
-        })
+        self.pos += n;
+        Some(v)
     }
 
     /// Skips one JSON number of any valid form (`-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?`)
@@ -496,6 +411,66 @@ const POW10: [u64; 10] = [
     100_000_000,
     1_000_000_000,
 ];
+
+/// `\d{1,10}(\.\d+)?` at the start of `bytes`, with nothing but zeros past the 9th decimal,
+/// as fixed point (what [`parse_decimal`] makes of that text), and how many bytes it took;
+/// `None` for any other shape or a value beyond `i64`. The common case of [`Cursor::dec`]
+/// and [`Cursor::num`]: one pass, eight decimals at a time (SWAR) when there are eight.
+#[inline(always)]
+fn plain_fixed(bytes: &[u8]) -> Option<(Parsed, usize)> {
+    let mut i = 0;
+    let mut int: u64 = 0;
+    while i < bytes.len() && i < 10 {
+        let d = bytes[i].wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        int = int * 10 + u64::from(d);
+        i += 1;
+    }
+    if i == 0 {
+        return None;
+    }
+    let mut frac: u64 = 0;
+    let mut decimals = 0usize;
+    if bytes.get(i) == Some(&b'.') {
+        i += 1;
+        // Venues mostly send 8 decimals: one SWAR step for them.
+        if i + 8 <= bytes.len()
+            && let Some(d) = eight_digits(&bytes[i..i + 8])
+        {
+            frac = d;
+            decimals = 8;
+            i += 8;
+        }
+        while i < bytes.len() {
+            let d = bytes[i].wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            if decimals < 9 {
+                frac = frac * 10 + u64::from(d);
+            } else if d != 0 {
+                return None; // not exact in 1e-9 units
+            }
+            decimals += 1;
+            i += 1;
+        }
+        if decimals == 0 {
+            return None;
+        }
+    }
+    let kept = decimals.min(9);
+    // int < 1e10, so int * 1e9 + frac < 1e19: no overflow in u64.
+    let value = i64::try_from(int * 1_000_000_000 + frac * POW10[9 - kept]).ok()?;
+    Some((
+        Parsed {
+            value,
+            decimals: kept as u8,
+        },
+        i,
+    ))
+}
 
 /// The value of eight ASCII digits, or `None` if any byte is not a digit (SWAR: one load,
 /// three multiplies).
