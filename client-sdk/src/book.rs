@@ -122,18 +122,15 @@ impl<const BID: bool> Side<BID> {
     /// quantity counts, and quantity 0 means no level.
     fn load(&mut self, levels: impl Iterator<Item = (i64, i64)>) {
         let mut v: Vec<(i64, i64)> = levels.map(|(p, q)| (Self::key(p), q)).collect();
-        // Stable, so equal prices keep their order and the last one wins.
+        // Stable, so equal prices keep their order, and the last one's quantity wins.
         v.sort_by_key(|l| l.0);
-        let mut w = 0;
-        for r in 0..v.len() {
-            if w > 0 && v[w - 1].0 == v[r].0 {
-                v[w - 1] = v[r];
-            } else {
-                v[w] = v[r];
-                w += 1;
+        v.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 = later.1;
             }
-        }
-        v.truncate(w);
+            same
+        });
         v.retain(|l| l.1 != 0);
         self.len = v.len();
         self.blocks = v.chunks(BLOCK).map(<[_]>::to_vec).collect();

@@ -148,12 +148,13 @@ struct Run {
 }
 
 impl Run {
-    /// The finished batch as a message payload (one allocation of its exact size); the
-    /// writer keeps its buffer for the next run.
-    fn close(&mut self) -> Bytes {
+    /// The finished run as a message: its subject, its payload (one allocation of its exact
+    /// size; the writer keeps its buffer for the next run) and its frame count.
+    fn close(&mut self) -> (Subject, Bytes, u64) {
+        let n = u64::from(self.batch.count());
         let payload = Bytes::copy_from_slice(self.batch.finish());
         self.batch.begin();
-        payload
+        (self.subject.clone(), payload, n)
     }
 }
 
@@ -210,8 +211,7 @@ async fn publish(
                             && (run.channel != e.channel
                                 || run.batch.len() + 4 + e.bytes.len() > MAX_BATCH_BYTES)
                         {
-                            let n = u64::from(run.batch.count());
-                            ready.push((run.subject.clone(), run.close(), n));
+                            ready.push(run.close());
                         }
                         if run.channel != e.channel {
                             run.channel = e.channel;
@@ -233,8 +233,7 @@ async fn publish(
         }
         for run in runs.values_mut() {
             if !run.batch.is_empty() {
-                let n = u64::from(run.batch.count());
-                ready.push((run.subject.clone(), run.close(), n));
+                ready.push(run.close());
             }
         }
         if !ready.is_empty() {
