@@ -151,7 +151,12 @@ impl SeqTracker {
     /// Checks one received frame.
     #[inline]
     pub fn check(&mut self, frame: &ArchivedFrame) -> SeqCheck {
-        let kind = frame.kind();
+        self.check_kind(frame, frame.kind())
+    }
+
+    /// [`Self::check`] for a caller that has the frame's kind already.
+    #[inline]
+    pub(crate) fn check_kind(&mut self, frame: &ArchivedFrame, kind: Kind) -> SeqCheck {
         if kind == Kind::Heartbeat {
             return SeqCheck::Unchecked;
         }
@@ -180,6 +185,7 @@ impl SeqTracker {
     /// Checks a frame given by its header fields (for frames read from JSON, say): `flags`
     /// as on the wire; a frame that stands for several (a trade summary) should carry
     /// [`flags::CONFLATED`].
+    #[inline]
     pub fn check_seq(
         &mut self,
         instrument: u32,
@@ -190,26 +196,47 @@ impl SeqTracker {
         if seq == 0 {
             return SeqCheck::Unchecked;
         }
-        let reset = flags & RESET_FLAGS != 0;
         let i = match self.slots.get(self.recent) {
             Some((id, _)) if *id == instrument => self.recent,
-            _ => {
-                let slots = &mut self.slots;
-                let i = *self.index.entry(instrument).or_insert_with(|| {
-                    slots.push((instrument, [0; Channel::COUNT]));
-                    slots.len() - 1
-                });
-                self.recent = i;
-                i
-            }
+            _ => self.slot_of(instrument),
         };
         let prev = std::mem::replace(&mut self.slots[i].1[channel.index()], seq);
+        // The usual case, inlined: the next in order (`prev + 1` cannot wrap to a non-zero
+        // `seq`), no reset.
+        if prev != 0 && prev.wrapping_add(1) == seq && flags & RESET_FLAGS == 0 {
+            return SeqCheck::InOrder;
+        }
+        self.unusual(instrument, channel, prev, seq, flags)
+    }
+
+    /// The slot of `instrument`, made if new; remembered as the recent one.
+    #[cold]
+    fn slot_of(&mut self, instrument: u32) -> usize {
+        let slots = &mut self.slots;
+        let i = *self.index.entry(instrument).or_insert_with(|| {
+            slots.push((instrument, [0; Channel::COUNT]));
+            slots.len() - 1
+        });
+        self.recent = i;
+        i
+    }
+
+    /// The outcome when `seq` came after `prev` and that is not simply the next in order.
+    #[cold]
+    fn unusual(
+        &mut self,
+        instrument: u32,
+        channel: Channel,
+        prev: u64,
+        seq: u64,
+        flags: u8,
+    ) -> SeqCheck {
         match prev {
             0 => {
                 self.streams += 1;
                 SeqCheck::First
             }
-            _ if reset => SeqCheck::Reset,
+            _ if flags & RESET_FLAGS != 0 => SeqCheck::Reset,
             prev if prev.checked_add(1) == Some(seq) => SeqCheck::InOrder,
             prev => {
                 self.holes += 1;

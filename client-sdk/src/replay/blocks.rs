@@ -82,21 +82,25 @@ pub(crate) fn read_block(r: Reader<'_>) -> Option<Result<Block, CorruptBlock>> {
     let mut ts_list = Vec::new();
     let mut damage = VecDeque::new();
     let mut holes = VecDeque::new();
+    // Every frame is in the range when the block's times are (the usual case).
+    let all_in_range =
+        range.contains(payload.header.first_ts) && range.contains(payload.header.last_ts);
     let mut records = BlockRecords::new(payload);
     loop {
         match records.step() {
             Step::Record { file_offset, bytes } => match access(bytes) {
                 Ok(frame) => {
                     let ts = frame_time(frame.ts_publish.to_native(), frame.ts_recv.to_native());
-                    if !range.contains(ts)
-                        || !select.wants(frame.instrument.to_native(), frame.channel())
+                    let kind = frame.kind();
+                    if !(all_in_range || range.contains(ts))
+                        || !select.wants(frame.instrument.to_native(), kind.channel())
                     {
                         continue;
                     }
-                    if frame.kind() == Kind::Definition {
+                    if kind == Kind::Definition {
                         instruments.observe(frame);
                     }
-                    if let SeqCheck::Hole(h) = seq.check(frame) {
+                    if let SeqCheck::Hole(h) = seq.check_kind(frame, kind) {
                         holes.push_back((spans.len(), h));
                     }
                     // A payload is at most 64 MiB: offsets and lengths fit in u32.

@@ -119,11 +119,24 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
 }
 
 /// Validates `bytes` as one archived frame and gives zero-copy access to it.
+///
+/// Plain frames (trades, quotes, deltas, heartbeats: no pointer inside) are checked by their
+/// tags alone ([`super::plain`]); the others by rkyv's validator.
+#[inline]
 pub fn access(bytes: &[u8]) -> Result<&ArchivedFrame, WireError> {
     access_at(bytes, 0, 0)
 }
 
+#[inline]
 fn access_at(bytes: &[u8], index: usize, offset: usize) -> Result<&ArchivedFrame, WireError> {
+    match super::plain::plain(bytes) {
+        Some(frame) => Ok(frame),
+        None => access_checked(bytes, index, offset),
+    }
+}
+
+/// rkyv's validation, for frames that are not plain (and to say what is wrong).
+fn access_checked(bytes: &[u8], index: usize, offset: usize) -> Result<&ArchivedFrame, WireError> {
     rkyv::access::<ArchivedFrame, rancor::Error>(bytes).map_err(|e| WireError::Invalid {
         index,
         offset,
