@@ -216,11 +216,16 @@ fn replay(c: &mut Criterion) {
         file_bytes / n.max(1)
     );
 
-    let open = || {
-        let mut r = Replay::open(&dir).expect("open");
+    let open_with = |read_ahead: bool| {
+        let mut r = Replay::builder(&dir)
+            .read_ahead(read_ahead)
+            .open()
+            .expect("open");
         r.subscribe(&["binance:BTCUSDT"], &[]).expect("subscribe");
         r
     };
+    // The default: read-ahead on a second core.
+    let open = || open_with(true);
     // Replay delivers every frame, without a hole.
     let mut r = open();
     let mut delivered = 0;
@@ -238,20 +243,22 @@ fn replay(c: &mut Criterion) {
     g.bench_function("plain_read", |b| {
         b.iter(|| black_box(plain_read(&dir, &mut buf)))
     });
-    g.bench_function("replay_max", |b| {
-        b.iter(|| {
-            let mut r = open();
-            let mut sum = 0u64;
-            while let Some(e) = r.next_blocking() {
-                if let ReplayEvent::Frames(batch) = e.expect("sound recording") {
-                    for f in batch.iter() {
-                        sum = sum.wrapping_add(f.seq.to_native());
+    for (name, read_ahead) in [("replay_max", true), ("replay_max_one_thread", false)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut r = open_with(read_ahead);
+                let mut sum = 0u64;
+                while let Some(e) = r.next_blocking() {
+                    if let ReplayEvent::Frames(batch) = e.expect("sound recording") {
+                        for f in batch.iter() {
+                            sum = sum.wrapping_add(f.seq.to_native());
+                        }
                     }
                 }
-            }
-            black_box(sum)
-        })
-    });
+                black_box(sum)
+            })
+        });
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -196,11 +196,54 @@ impl SeqTracker {
         if seq == 0 {
             return SeqCheck::Unchecked;
         }
-        let i = match self.slots.get(self.recent) {
+        let slot = self.slot(instrument);
+        self.check_in(slot, instrument, channel, seq, flags)
+    }
+
+    /// The slot of `instrument`'s streams (made if new), for [`Self::check_frame_in`]. Valid
+    /// until [`Self::clear`].
+    #[inline]
+    pub(crate) fn slot(&mut self, instrument: u32) -> usize {
+        match self.slots.get(self.recent) {
             Some((id, _)) if *id == instrument => self.recent,
             _ => self.slot_of(instrument),
-        };
-        let prev = std::mem::replace(&mut self.slots[i].1[channel.index()], seq);
+        }
+    }
+
+    /// [`Self::check_kind`] for a frame of the instrument whose [`slot`](Self::slot) the
+    /// caller has.
+    #[inline]
+    pub(crate) fn check_frame_in(
+        &mut self,
+        slot: usize,
+        frame: &ArchivedFrame,
+        kind: Kind,
+    ) -> SeqCheck {
+        let seq = frame.seq.to_native();
+        if kind == Kind::Heartbeat || seq == 0 {
+            return SeqCheck::Unchecked;
+        }
+        let flags = frame.flags | kind_flags(kind);
+        self.check_in(
+            slot,
+            frame.instrument.to_native(),
+            kind.channel(),
+            seq,
+            flags,
+        )
+    }
+
+    /// Checks `seq` (not 0) on `channel` of the instrument in `slot`.
+    #[inline]
+    fn check_in(
+        &mut self,
+        slot: usize,
+        instrument: u32,
+        channel: Channel,
+        seq: u64,
+        flags: u8,
+    ) -> SeqCheck {
+        let prev = std::mem::replace(&mut self.slots[slot].1[channel.index()], seq);
         // The usual case, inlined: the next in order (`prev + 1` cannot wrap to a non-zero
         // `seq`), no reset.
         if prev != 0 && prev.wrapping_add(1) == seq && flags & RESET_FLAGS == 0 {

@@ -595,6 +595,83 @@ fn a_flipped_byte_is_reported_with_its_offset_and_the_other_blocks_still_come() 
     assert!(events.contains(&format!("corrupt {damaged}")));
 }
 
+/// The events of `replay` as text (frames by their bytes), `n` of them or up to the end.
+fn log_events(replay: &mut Replay, n: usize, log: &mut Vec<String>) {
+    for _ in 0..n {
+        match replay.next_blocking() {
+            None => return,
+            Some(Ok(ReplayEvent::Frames(batch))) => {
+                log.push(format!("frames {}", batch.len()));
+                for i in 0..batch.len() {
+                    log.push(format!("{:?}", batch.frame_bytes(i).unwrap()));
+                }
+            }
+            Some(Ok(ReplayEvent::Gap { expected, got, .. })) => {
+                log.push(format!("gap {expected} {got}"))
+            }
+            Some(Err(c)) => log.push(format!("corrupt {} {}", c.file.display(), c.offset)),
+        }
+    }
+}
+
+#[test]
+fn read_ahead_gives_the_same_events_as_reading_in_place() {
+    let tmp = TempDir::new("ahead");
+    let btc = instrument_id(Venue::Binance, "BTCUSDT");
+    // The first segments hold only BTCUSDT, so a replay of ETHUSDT skips them whole.
+    let frames: Vec<Frame> = varied_frames(4_000)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, f)| *i >= 1_500 || f.instrument == btc)
+        .map(|(_, f)| f)
+        .collect();
+    write_all(tmp.path(), small_blocks(), &infos(), &frames);
+    let segments: Vec<_> = Recording::open(tmp.path())
+        .unwrap()
+        .segments()
+        .map(|s| s.path.clone())
+        .collect();
+    assert!(segments.len() > 6, "{} segments", segments.len());
+    // A damaged block in a later segment (one that holds every instrument).
+    let damaged = &segments[segments.len() - 3];
+    let block = frames_blocks(damaged)[1];
+    let mut bytes = std::fs::read(damaged).unwrap();
+    bytes[block + BLOCK_HEADER_LEN + 12] ^= 0x01;
+    std::fs::write(damaged, &bytes).unwrap();
+
+    // Subscriptions change between reads, and a rewind: the read-ahead thread is restarted
+    // from where the replay stands each time.
+    let script = |read_ahead: bool| {
+        let mut replay = Replay::builder(tmp.path())
+            .read_ahead(read_ahead)
+            .open()
+            .unwrap();
+        let mut log = Vec::new();
+        replay.subscribe(&["binance:ETHUSDT"], &[]).unwrap();
+        log_events(&mut replay, 3, &mut log);
+        replay
+            .subscribe(&["binance:BTCUSDT"], &[Channel::Trades])
+            .unwrap();
+        log_events(&mut replay, 5, &mut log);
+        replay.unsubscribe(&["binance:ETHUSDT"], &[]).unwrap();
+        log_events(&mut replay, 4, &mut log);
+        replay.rewind();
+        replay.subscribe(&["*"], &[Channel::Book]).unwrap();
+        log_events(&mut replay, usize::MAX, &mut log);
+        assert!(replay.next_blocking().is_none(), "the end stays the end");
+        (log, replay.delivered())
+    };
+    let (ahead, delivered) = script(true);
+    assert_eq!((ahead.clone(), delivered), script(false));
+    let corrupt = format!("corrupt {} {block}", damaged.display());
+    assert_eq!(
+        ahead.iter().filter(|e| **e == corrupt).count(),
+        1,
+        "reported once"
+    );
+    assert!(delivered > 1_000, "{delivered} frames");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Errors
 

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{InstrumentInfo, Venue};
+use crate::wire::plain::{PLAIN_LEN, plain};
+use crate::wire::{ArchivedFrame, InstrumentInfo, Kind, Venue};
 
 /// First 8 bytes of every segment file (`TWREC`, then CR LF and ^Z, which catch text-mode
 /// transfers and stop `type` on Windows, as PNG's magic does).
@@ -526,33 +527,64 @@ impl<'a> Records<'a> {
     }
 }
 
+impl<'a> Records<'a> {
+    /// The next record if it holds a plain frame (a frame with no pointer inside: see
+    /// `wire::plain`), validated: its bytes, the frame and its kind. `None`, and nothing consumed, for
+    /// anything else (another record, a defect, the end), which [`Iterator::next`] then
+    /// reads. The fast path of a replay: most records are plain.
+    #[inline]
+    pub(crate) fn next_plain(&mut self) -> Option<(&'a [u8], &'a ArchivedFrame, Kind)> {
+        const RECORD: usize = BlockBuilder::record_size(PLAIN_LEN);
+        let at = self.pos;
+        let record: &'a [u8; RECORD] = self.payload.get(at..at + RECORD)?.try_into().ok()?;
+        let (len, rest) = record.split_first_chunk::<4>()?;
+        if u32::from_le_bytes(*len) as usize != PLAIN_LEN {
+            return None;
+        }
+        let bytes = &rest[..PLAIN_LEN];
+        let (frame, kind) = plain(bytes)?;
+        self.pos = at + RECORD;
+        Some((bytes, frame, kind))
+    }
+}
+
 impl<'a> Iterator for Records<'a> {
     type Item = Result<(usize, &'a [u8]), String>;
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let rest = self.payload.get(self.pos..)?;
-        if rest.is_empty() {
-            return None;
-        }
         let at = self.pos;
-        // Whatever happens below, a defect ends the iteration.
-        self.pos = self.payload.len();
-        if rest.len() < 4 {
-            return Some(Err(format!(
-                "payload ends inside a record length at payload byte {at}"
-            )));
+        let rest = self.payload.get(at..)?;
+        let Some((len, after)) = rest.split_first_chunk::<4>() else {
+            if rest.is_empty() {
+                return None;
+            }
+            // A defect ends the iteration.
+            self.pos = self.payload.len();
+            return Some(Err(short_length(at)));
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        match after.get(..len) {
+            Some(record) if len <= MAX_RECORD_LEN => {
+                self.pos = at + BlockBuilder::record_size(len).min(rest.len());
+                Some(Ok((at + 4, record)))
+            }
+            _ => {
+                self.pos = self.payload.len();
+                Some(Err(long_record(at, len, after.len())))
+            }
         }
-        let len = u32_at(rest, 0) as usize;
-        if len > MAX_RECORD_LEN || 4 + len > rest.len() {
-            return Some(Err(format!(
-                "record at payload byte {at} claims {len} bytes, only {} left",
-                rest.len() - 4
-            )));
-        }
-        self.pos = at + BlockBuilder::record_size(len).min(rest.len());
-        Some(Ok((at + 4, &rest[4..4 + len])))
     }
+}
+
+#[cold]
+fn short_length(at: usize) -> String {
+    format!("payload ends inside a record length at payload byte {at}")
+}
+
+#[cold]
+fn long_record(at: usize, len: usize, left: usize) -> String {
+    format!("record at payload byte {at} claims {len} bytes, only {left} left")
 }
 
 /// One raw exchange message as stored in a raw record.

@@ -157,6 +157,6 @@ pub use filter::{Filter, TimeRange};
 pub use format::{FORMAT_VERSION, RawRecord, SegmentHeader, SegmentMeta, frame_time};
 pub use raw::{RAW_EVENT_FLAG, RawEvent};
 #[allow(unused_imports)] // used by `replay` only
-pub(crate) use reader::{BlockPos, BlockRecords, Step};
+pub(crate) use reader::{BlockAt, BlockPos, BlockRecords, Payload, Step};
 pub use reader::{FrameRef, Frames, RawFrames, Recording, SegmentInfo, TornTail};
 pub use writer::{Cut, FsyncPolicy, RecordingWriter, Recovery, WRITER_NAME, WriterOptions};

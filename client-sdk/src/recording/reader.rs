@@ -17,7 +17,7 @@ use super::format::{
 };
 use super::scan::{Found, check_indexed_block, indexed, scan};
 use crate::symbol::Symbol;
-use crate::wire::{ArchivedFrame, Frame, InstrumentInfo, access, to_owned};
+use crate::wire::{ArchivedFrame, Frame, InstrumentInfo, Kind, access, to_owned};
 
 /// The error for a segment header defect.
 pub(crate) fn header_error(path: &Path, defect: HeaderDefect) -> RecordingError {
@@ -370,6 +370,38 @@ pub(crate) struct Payload<'a> {
     pub(crate) bytes: &'a [u8],
 }
 
+impl Payload<'_> {
+    /// Where this block is, as an owned value (to pass between threads).
+    pub(crate) fn at(&self) -> BlockAt {
+        BlockAt {
+            segment: self.segment,
+            offset: self.offset,
+            header: self.header,
+        }
+    }
+}
+
+/// A sound block found by a walk (see [`Payload::at`]), without the borrow of its bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BlockAt {
+    segment: usize,
+    offset: usize,
+    header: BlockHeader,
+}
+
+impl BlockAt {
+    /// The block's payload in `rec` (the recording it was found in).
+    pub(crate) fn payload(self, rec: &Recording) -> Payload<'_> {
+        let start = self.offset + BLOCK_HEADER_LEN;
+        Payload {
+            segment: self.segment,
+            offset: self.offset,
+            header: self.header,
+            bytes: &rec.segment_bytes(self.segment)[start..self.offset + self.header.block_len()],
+        }
+    }
+}
+
 /// Where a block walk stands, kept by readers that own their [`Recording`] (the SDK's
 /// replay) and so cannot hold a borrowing iterator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -499,6 +531,15 @@ impl<'a> BlockRecords<'a> {
             seen: 0,
             records: Records::new(p.bytes),
         }
+    }
+
+    /// The next record if it holds a plain frame (see [`Records::next_plain`]); `None`
+    /// (and nothing consumed) for anything else, which [`Self::step`] then reads.
+    #[inline]
+    pub(crate) fn next_plain(&mut self) -> Option<(&'a [u8], &'a ArchivedFrame, Kind)> {
+        let found = self.records.next_plain()?;
+        self.seen += 1;
+        Some(found)
     }
 
     #[inline]

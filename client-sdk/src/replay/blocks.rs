@@ -8,10 +8,10 @@ use bytes::Bytes;
 use super::select::Selection;
 use crate::recording::format::BLOCK_HEADER_LEN;
 use crate::recording::{
-    BlockPos, BlockRecords, CorruptBlock, Recording, Step, TimeRange, frame_time,
+    BlockRecords, CorruptBlock, Payload, Recording, Step, TimeRange, frame_time,
 };
 use crate::seq::{Hole, SeqCheck, SeqTracker};
-use crate::wire::{Batch, Instruments, Kind, access};
+use crate::wire::{ArchivedFrame, Batch, Instruments, Kind, access};
 
 /// The selected frames of one block: spans into its payload, which `bytes` holds (a slice of
 /// the segment's map), and the damage found among its records, in order.
@@ -39,12 +39,11 @@ pub(crate) enum Cut {
     Done,
 }
 
-/// Where [`read_block`] reads from and what it updates.
+/// What [`read_block`] reads with and what it updates.
 pub(crate) struct Reader<'a> {
     pub(crate) rec: &'a Recording,
     /// `segments[i]` is segment `i`'s map as `Bytes`.
     pub(crate) segments: &'a [Bytes],
-    pub(crate) pos: &'a mut BlockPos,
     pub(crate) range: &'a TimeRange,
     pub(crate) select: &'a Selection,
     /// Keep each frame's recorded time (to pace).
@@ -55,63 +54,42 @@ pub(crate) struct Reader<'a> {
     pub(crate) instruments: &'a mut Instruments,
 }
 
-/// Reads the next block that may hold selected frames into a [`Block`]; `None` at the end of
-/// the recording, an error in place of a damaged block. The selected frames are checked
-/// (`seq`, definitions) here, in the one pass over the block, as the live client checks a
-/// batch on receipt.
-pub(crate) fn read_block(r: Reader<'_>) -> Option<Result<Block, CorruptBlock>> {
-    let Reader {
-        rec,
-        segments,
-        pos,
-        range,
-        select,
-        keep_ts,
-        seq,
-        instruments,
-    } = r;
-    let payload = match rec.next_frames_block(pos, range, |ids| !select.may_match_any(ids))? {
-        Ok(p) => p,
-        Err(damage) => return Some(Err(damage)),
-    };
+/// Reads a sound block (found by [`Recording::next_frames_block`], its CRC checked) into a
+/// [`Block`]: its selected frames, validated. They are checked (`seq`, definitions) here, in
+/// the one pass over the block, as the live client checks a batch on receipt.
+pub(crate) fn read_block(r: Reader<'_>, payload: Payload<'_>) -> Block {
     let segment = payload.segment;
     let start = payload.offset + BLOCK_HEADER_LEN;
-    let base = payload.bytes.as_ptr() as usize;
-    let bytes = segments[segment].slice(start..start + payload.bytes.len());
-    let mut spans = Vec::with_capacity(payload.header.count as usize);
-    let mut ts_list = Vec::new();
+    let mut pick = Pick {
+        base: payload.bytes.as_ptr() as usize,
+        // Every frame is in the range when the block's times are (the usual case).
+        all_in_range: r.range.contains(payload.header.first_ts)
+            && r.range.contains(payload.header.last_ts),
+        last: Last {
+            id: 0,
+            kinds: Selection::kinds(r.select.mask(0)),
+            slot: None,
+        },
+        spans: Vec::with_capacity(payload.header.count as usize),
+        ts: Vec::new(),
+        holes: VecDeque::new(),
+        bytes: r.segments[segment].slice(start..start + payload.bytes.len()),
+        r,
+    };
     let mut damage = VecDeque::new();
-    let mut holes = VecDeque::new();
-    // Every frame is in the range when the block's times are (the usual case).
-    let all_in_range =
-        range.contains(payload.header.first_ts) && range.contains(payload.header.last_ts);
     let mut records = BlockRecords::new(payload);
     loop {
+        // Most records hold plain frames: validated by their tags, without the step below.
+        if let Some((bytes, frame, kind)) = records.next_plain() {
+            pick.keep(frame, bytes, kind);
+            continue;
+        }
         match records.step() {
             Step::Record { file_offset, bytes } => match access(bytes) {
-                Ok(frame) => {
-                    let ts = frame_time(frame.ts_publish.to_native(), frame.ts_recv.to_native());
-                    let kind = frame.kind();
-                    if !(all_in_range || range.contains(ts))
-                        || !select.wants(frame.instrument.to_native(), kind.channel())
-                    {
-                        continue;
-                    }
-                    if kind == Kind::Definition {
-                        instruments.observe(frame);
-                    }
-                    if let SeqCheck::Hole(h) = seq.check_kind(frame, kind) {
-                        holes.push_back((spans.len(), h));
-                    }
-                    // A payload is at most 64 MiB: offsets and lengths fit in u32.
-                    spans.push(((bytes.as_ptr() as usize - base) as u32, bytes.len() as u32));
-                    if keep_ts {
-                        ts_list.push(ts);
-                    }
-                }
+                Ok(frame) => pick.keep(frame, bytes, frame.kind()),
                 Err(e) => damage.push_back((
-                    spans.len(),
-                    rec.corrupt(
+                    pick.spans.len(),
+                    pick.r.rec.corrupt(
                         segment,
                         file_offset,
                         format!("record is not a valid frame: {e}"),
@@ -121,18 +99,83 @@ pub(crate) fn read_block(r: Reader<'_>) -> Option<Result<Block, CorruptBlock>> {
             Step::Damage {
                 file_offset,
                 reason,
-            } => damage.push_back((spans.len(), rec.corrupt(segment, file_offset, reason))),
+            } => damage.push_back((
+                pick.spans.len(),
+                pick.r.rec.corrupt(segment, file_offset, reason),
+            )),
             Step::Done => break,
         }
     }
-    Some(Ok(Block {
-        bytes,
-        spans,
-        ts: ts_list,
+    Block {
+        bytes: pick.bytes,
+        spans: pick.spans,
+        ts: pick.ts,
         damage,
-        holes,
+        holes: pick.holes,
         next: 0,
-    }))
+    }
+}
+
+/// The frames of one block picked so far, and what picking them needs.
+struct Pick<'a> {
+    r: Reader<'a>,
+    /// Address of the block's payload (spans are offsets from it).
+    base: usize,
+    /// The block's time span is inside the range.
+    all_in_range: bool,
+    /// The instrument seen last, its subscription and its `seq` slot once needed (runs of
+    /// one instrument are common).
+    last: Last,
+    bytes: Bytes,
+    spans: Vec<(u32, u32)>,
+    ts: Vec<u64>,
+    holes: VecDeque<(usize, Hole)>,
+}
+
+/// See [`Pick::last`].
+struct Last {
+    id: u32,
+    /// The kinds delivered ([`Selection::kinds`]).
+    kinds: u8,
+    slot: Option<usize>,
+}
+
+impl Pick<'_> {
+    /// Keeps `frame` (validated; `bytes` are its bytes in the payload) if it is selected,
+    /// checking its `seq`.
+    #[inline(always)]
+    fn keep(&mut self, frame: &ArchivedFrame, bytes: &[u8], kind: Kind) {
+        let ts = frame_time(frame.ts_publish.to_native(), frame.ts_recv.to_native());
+        let id = frame.instrument.to_native();
+        if id != self.last.id {
+            self.last = Last {
+                id,
+                kinds: Selection::kinds(self.r.select.mask(id)),
+                slot: None,
+            };
+        }
+        if !(self.all_in_range || self.r.range.contains(ts))
+            || self.last.kinds & 1 << kind as u8 == 0
+        {
+            return;
+        }
+        if kind == Kind::Definition {
+            self.r.instruments.observe(frame);
+        }
+        let slot = match self.last.slot {
+            Some(slot) => slot,
+            None => *self.last.slot.insert(self.r.seq.slot(id)),
+        };
+        if let SeqCheck::Hole(h) = self.r.seq.check_frame_in(slot, frame, kind) {
+            self.holes.push_back((self.spans.len(), h));
+        }
+        // A payload is at most 64 MiB: offsets and lengths fit in u32.
+        let offset = (bytes.as_ptr() as usize - self.base) as u32;
+        self.spans.push((offset, bytes.len() as u32));
+        if self.r.keep_ts {
+            self.ts.push(ts);
+        }
+    }
 }
 
 impl Block {

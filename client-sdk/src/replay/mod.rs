@@ -58,6 +58,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod ahead;
 mod blocks;
 mod error;
 #[cfg(feature = "client")]
@@ -76,10 +77,11 @@ use bytes::Bytes;
 pub use error::ReplayError;
 pub use pace::Speed;
 
+use self::ahead::ReadAhead;
 use self::blocks::{Block, Cut, Reader, read_block};
 use self::pace::Pacer;
 use self::select::{Pattern, Selection, channel_mask};
-use crate::recording::{BlockPos, CorruptBlock, Recording, RecordingError, TimeRange};
+use crate::recording::{BlockAt, BlockPos, CorruptBlock, Recording, RecordingError, TimeRange};
 use crate::seq::SeqTracker;
 use crate::wire::{Batch, Channel, InstrumentInfo, Instruments};
 
@@ -113,6 +115,7 @@ pub struct ReplayBuilder {
     dir: PathBuf,
     range: TimeRange,
     speed: Speed,
+    read_ahead: Option<bool>,
 }
 
 impl ReplayBuilder {
@@ -138,6 +141,15 @@ impl ReplayBuilder {
     /// Sets the pace (default [`Speed::Max`]).
     pub fn speed(mut self, speed: Speed) -> ReplayBuilder {
         self.speed = speed;
+        self
+    }
+
+    /// Whether a second thread finds and CRC-checks the next blocks (and takes their page
+    /// faults) while the replay walks the current one; the frames, their order and the
+    /// damage reported are the same either way. Default: on at [`Speed::Max`] when the
+    /// machine has more than one CPU, off when paced (nothing to gain).
+    pub fn read_ahead(mut self, on: bool) -> ReplayBuilder {
+        self.read_ahead = Some(on);
         self
     }
 
@@ -177,9 +189,16 @@ impl ReplayBuilder {
         for info in rec.instruments() {
             instruments.insert(info);
         }
+        let read_ahead = self.read_ahead.unwrap_or_else(|| {
+            self.speed == Speed::Max
+                && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+        });
         Ok(Replay {
             rec,
             segments,
+            read_ahead,
+            ahead: None,
+            ahead_done: false,
             range: self.range,
             speed: self.speed,
             pacer: Pacer::new(self.speed),
@@ -260,6 +279,14 @@ pub struct Replay {
     rec: Arc<Recording>,
     /// Each segment's map as `Bytes` (empty for an empty file).
     segments: Vec<Bytes>,
+    /// Find blocks on a second thread ([`ReplayBuilder::read_ahead`]).
+    read_ahead: bool,
+    /// The read-ahead thread, once started (restarted from `pos` after a subscription
+    /// change or a rewind).
+    ahead: Option<ReadAhead>,
+    /// The read-ahead thread ended (at the end of the range, or failed): not restarted until
+    /// a subscription change or a rewind.
+    ahead_done: bool,
     range: TimeRange,
     speed: Speed,
     pacer: Pacer,
@@ -278,6 +305,7 @@ impl fmt::Debug for Replay {
             .field("dir", &self.rec.dir())
             .field("range", &self.range)
             .field("speed", &self.speed)
+            .field("read_ahead", &self.read_ahead)
             .field("delivered", &self.delivered)
             .finish_non_exhaustive()
     }
@@ -296,6 +324,7 @@ impl Replay {
             dir: dir.as_ref().to_path_buf(),
             range: TimeRange::ALL,
             speed: Speed::Max,
+            read_ahead: None,
         }
     }
 
@@ -315,6 +344,7 @@ impl Replay {
         for id in ids {
             self.select.add(id, mask);
         }
+        self.restart_ahead();
         Ok(())
     }
 
@@ -340,6 +370,7 @@ impl Replay {
                 self.seq.forget(id, Channel::Control);
             }
         }
+        self.restart_ahead();
         Ok(())
     }
 
@@ -412,20 +443,21 @@ impl Replay {
                 return Next::Event(e);
             }
             let Some(block) = self.block.as_mut() else {
-                match read_block(Reader {
+                let at = match self.find_block() {
+                    None => return Next::End,
+                    Some(Err(damage)) => return Next::Event(Err(damage)),
+                    Some(Ok(at)) => at,
+                };
+                let reader = Reader {
                     rec: &self.rec,
                     segments: &self.segments,
-                    pos: &mut self.pos,
                     range: &self.range,
                     select: &self.select,
                     keep_ts: self.pacer.is_paced(),
                     seq: &mut self.seq,
                     instruments: &mut self.instruments,
-                }) {
-                    None => return Next::End,
-                    Some(Err(damage)) => return Next::Event(Err(damage)),
-                    Some(Ok(block)) => self.block = Some(block),
-                }
+                };
+                self.block = Some(read_block(reader, at.payload(&self.rec)));
                 continue;
             };
             let (start, mut end) = match block.cut() {
@@ -461,9 +493,48 @@ impl Replay {
         }
     }
 
+    /// The next block that may hold selected frames (its CRC checked), or damage in its
+    /// place; from the read-ahead thread when there is one, else read here.
+    fn find_block(&mut self) -> Option<Result<BlockAt, CorruptBlock>> {
+        if self.read_ahead && self.ahead.is_none() && !self.ahead_done {
+            self.ahead =
+                ReadAhead::start(self.rec.clone(), self.pos, self.range, self.select.clone());
+            self.ahead_done = self.ahead.is_none();
+        }
+        if let Some(ahead) = &self.ahead {
+            match ahead.next() {
+                Some(next) => {
+                    self.pos = next.pos;
+                    if next.found.is_none() {
+                        self.ahead = None;
+                        self.ahead_done = true;
+                    }
+                    return next.found;
+                }
+                // The thread is gone (it panicked): go on here from the last position.
+                None => {
+                    self.ahead = None;
+                    self.ahead_done = true;
+                }
+            }
+        }
+        let select = &self.select;
+        self.rec
+            .next_frames_block(&mut self.pos, &self.range, |ids| !select.may_match_any(ids))
+            .map(|found| found.map(|payload| payload.at()))
+    }
+
+    /// Stops the read-ahead thread, if any, so that the next block is found with the
+    /// current subscriptions from the current position.
+    fn restart_ahead(&mut self) {
+        self.ahead = None;
+        self.ahead_done = false;
+    }
+
     /// Starts again from the beginning of the time range: `seq` baselines are forgotten (the
     /// hole count stays), pacing restarts, subscriptions stay.
     pub fn rewind(&mut self) {
+        self.restart_ahead();
         self.pos = BlockPos::default();
         self.block = None;
         self.pending.clear();

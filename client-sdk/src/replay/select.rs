@@ -9,7 +9,7 @@
 //!
 //! [`Kind::channel`]: crate::wire::Kind::channel
 
-use crate::wire::{Channel, InstrumentInfo, Venue};
+use crate::wire::{Channel, InstrumentInfo, Kind, Venue};
 
 /// The subscribed channels per instrument, as bits ([`Channel::bit`]): a vector sorted by
 /// instrument id, checked once per recorded frame (a backtest subscribes to a few
@@ -50,7 +50,7 @@ impl Selection {
 
     /// The channel mask of `instrument` (0: not subscribed).
     #[inline]
-    fn mask(&self, instrument: u32) -> u8 {
+    pub(crate) fn mask(&self, instrument: u32) -> u8 {
         if self.by_id.len() <= 8 {
             for &(id, mask) in &self.by_id {
                 if id == instrument {
@@ -66,9 +66,24 @@ impl Selection {
     }
 
     /// True when a frame of `instrument` on `channel` is delivered.
+    #[cfg(test)]
+    fn wants(&self, instrument: u32, channel: Channel) -> bool {
+        Selection::admits(self.mask(instrument), channel)
+    }
+
+    /// The kinds delivered of an instrument with channel mask `mask` (see [`Self::mask`]), as
+    /// bits: bit `k as u8` for [`Kind`] `k`. One test per frame instead of a channel lookup.
+    pub(crate) fn kinds(mask: u8) -> u8 {
+        Kind::ALL
+            .iter()
+            .filter(|k| Selection::admits(mask, k.channel()))
+            .fold(0, |bits, k| bits | 1 << *k as u8)
+    }
+
+    /// True when a frame on `channel` of an instrument with channel mask `mask` (see
+    /// [`Self::mask`]) is delivered.
     #[inline]
-    pub(crate) fn wants(&self, instrument: u32, channel: Channel) -> bool {
-        let mask = self.mask(instrument);
+    pub(crate) fn admits(mask: u8, channel: Channel) -> bool {
         mask != 0 && (channel == Channel::Control || mask & channel.bit() != 0)
     }
 
@@ -169,6 +184,27 @@ mod tests {
         assert!(s.wants(7919 * 42, Channel::Quotes) && !s.wants(7919 * 42, Channel::Book));
         assert!(!s.wants(7919 * 42 + 1, Channel::Control));
         assert!(s.iter().map(|e| e.0).is_sorted());
+    }
+
+    #[test]
+    fn kinds_follow_the_channels() {
+        for (i, k) in Kind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i);
+        }
+        let bits = |kinds: &[Kind]| kinds.iter().fold(0u8, |b, k| b | 1 << *k as u8);
+        let control = [Kind::Status, Kind::Heartbeat, Kind::Definition];
+        let trades = channel_mask(&[Channel::Trades]);
+        assert_eq!(
+            Selection::kinds(trades),
+            bits(&[Kind::Trade, Kind::TradeSummary]) | bits(&control)
+        );
+        let book = channel_mask(&[Channel::Book]);
+        assert_eq!(
+            Selection::kinds(book),
+            bits(&[Kind::BookDelta, Kind::BookSnapshot]) | bits(&control)
+        );
+        assert_eq!(Selection::kinds(channel_mask(&[])), 0xff);
+        assert_eq!(Selection::kinds(0), 0, "not subscribed: nothing");
     }
 
     #[test]

@@ -130,7 +130,7 @@ pub fn access(bytes: &[u8]) -> Result<&ArchivedFrame, WireError> {
 #[inline]
 fn access_at(bytes: &[u8], index: usize, offset: usize) -> Result<&ArchivedFrame, WireError> {
     match super::plain::plain(bytes) {
-        Some(frame) => Ok(frame),
+        Some((frame, _)) => Ok(frame),
         None => access_checked(bytes, index, offset),
     }
 }

@@ -262,6 +262,18 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in discriminant order (`Kind::ALL[k as usize] == k`).
+    pub const ALL: [Kind; 8] = [
+        Kind::Trade,
+        Kind::Quote,
+        Kind::BookDelta,
+        Kind::BookSnapshot,
+        Kind::Status,
+        Kind::Heartbeat,
+        Kind::Definition,
+        Kind::TradeSummary,
+    ];
+
     /// The channel frames of this kind travel on.
     pub const fn channel(self) -> Channel {
         match self {

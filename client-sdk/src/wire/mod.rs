@@ -15,7 +15,7 @@ pub mod frame;
 pub mod ids;
 pub mod instruments;
 pub mod json;
-mod plain;
+pub(crate) mod plain;
 
 pub use codec::{Batch, BatchWriter, Encoder, WireError, access, encode, to_owned};
 pub use fixed::{DecimalError, Parsed, SCALE, decimal_string, parse_decimal, write_decimal};

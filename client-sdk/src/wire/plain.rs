@@ -15,7 +15,7 @@
 
 use std::mem::{offset_of, size_of};
 
-use super::frame::{ArchivedBookDelta, ArchivedFrame, ArchivedTrade};
+use super::frame::{ArchivedBookDelta, ArchivedFrame, ArchivedTrade, Kind};
 
 /// Bytes of a frame that holds no pointer.
 pub(crate) const PLAIN_LEN: usize = size_of::<ArchivedFrame>();
@@ -47,20 +47,18 @@ const ID_NONE_OR_NUM: u8 = 2;
 // alignment too.
 const _: () = assert!(align_of::<ArchivedFrame>() == 1);
 
-/// `bytes` as a frame if it is a plain frame with valid tags; `None` means "not decided
-/// here" (ask rkyv), not "invalid".
+/// `bytes` as a frame, and its kind, if it is a plain frame with valid tags; `None` means
+/// "not decided here" (ask rkyv), not "invalid".
 #[inline]
-pub(crate) fn plain(bytes: &[u8]) -> Option<&ArchivedFrame> {
+pub(crate) fn plain(bytes: &[u8]) -> Option<(&ArchivedFrame, Kind)> {
     let b: &[u8; PLAIN_LEN] = bytes.try_into().ok()?;
-    let ok = match b[BODY] {
-        TAG_TRADE => b[TRADE_SIDE] < SIDES && b[TRADE_ID] < ID_NONE_OR_NUM,
-        TAG_QUOTE | TAG_HEARTBEAT => true,
-        TAG_DELTA => b[DELTA_SIDE] < BOOK_SIDES,
-        _ => false,
+    let kind = match b[BODY] {
+        TAG_TRADE if b[TRADE_SIDE] < SIDES && b[TRADE_ID] < ID_NONE_OR_NUM => Kind::Trade,
+        TAG_QUOTE => Kind::Quote,
+        TAG_DELTA if b[DELTA_SIDE] < BOOK_SIDES => Kind::BookDelta,
+        TAG_HEARTBEAT => Kind::Heartbeat,
+        _ => return None,
     };
-    if !ok {
-        return None;
-    }
     // SAFETY: `b` is exactly one `ArchivedFrame` (1-aligned, checked above) whose body is a
     // trade with a valid side and a pointer-free id, a quote, a delta with a valid side or a
     // heartbeat: every other byte is part of an integer (any bit pattern is valid) or
@@ -70,7 +68,8 @@ pub(crate) fn plain(bytes: &[u8]) -> Option<&ArchivedFrame> {
         rkyv::access::<ArchivedFrame, rkyv::rancor::Error>(bytes).is_ok(),
         "the plain check accepted what rkyv rejects"
     );
-    Some(frame)
+    debug_assert_eq!(frame.kind(), kind);
+    Some((frame, kind))
 }
 
 #[cfg(test)]
@@ -167,8 +166,8 @@ mod tests {
     fn plain_frames_pass_and_others_go_to_rkyv() {
         for f in plains() {
             let bytes = encode(&f);
-            let got = plain(&bytes).unwrap_or_else(|| panic!("{f:?} is plain"));
-            assert_eq!(crate::wire::to_owned(got), f);
+            let (got, kind) = plain(&bytes).unwrap_or_else(|| panic!("{f:?} is plain"));
+            assert_eq!((crate::wire::to_owned(got), kind), (f.clone(), f.kind()));
         }
         let status = frame(Body::Status(Status {
             code: StatusCode::Gap,
@@ -203,13 +202,12 @@ mod tests {
     }
 
     fn no_wider_than_rkyv(bytes: &[u8]) -> Result<(), TestCaseError> {
-        if let Some(f) = plain(bytes) {
+        if let Some((f, kind)) = plain(bytes) {
             let checked = rkyv::access::<ArchivedFrame, rkyv::rancor::Error>(bytes);
             prop_assert!(checked.is_ok(), "rkyv rejects what plain accepts");
-            prop_assert_eq!(
-                crate::wire::to_owned(f),
-                crate::wire::to_owned(checked.unwrap())
-            );
+            let checked = checked.unwrap();
+            prop_assert_eq!(kind, checked.kind());
+            prop_assert_eq!(crate::wire::to_owned(f), crate::wire::to_owned(checked));
         }
         Ok(())
     }
