@@ -20,7 +20,11 @@
 //! - `replay_max`: `Replay::open`, subscribe to the instrument's every channel, then every
 //!   event through `next_blocking` at `Speed::Max`, reading `seq` of each frame (block CRC,
 //!   validated access, routing and the per-stream `seq` check included).
+//! - `replay_max_one_thread`: the same with read-ahead off (`ReplayBuilder::read_ahead`).
 //! - `replay_async`: the same through `next().await` on a current-thread tokio runtime.
+//!
+//! `REPLAY_ROUNDS=N` runs the replay group's first three as `N` interleaved rounds instead
+//! (see [`interleaved`]): the steadier way to compare them on a noisy VM.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -237,27 +241,35 @@ fn replay(c: &mut Criterion) {
     }
     assert_eq!(delivered, n);
 
+    let mut buf = vec![0u8; 256 << 10];
+    let replay_all = |read_ahead: bool| {
+        let mut r = open_with(read_ahead);
+        let mut sum = 0u64;
+        while let Some(e) = r.next_blocking() {
+            if let ReplayEvent::Frames(batch) = e.expect("sound recording") {
+                for f in batch.iter() {
+                    sum = sum.wrapping_add(f.seq.to_native());
+                }
+            }
+        }
+        sum
+    };
+    if let Some(rounds) = std::env::var("REPLAY_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        interleaved(rounds, file_bytes, &mut buf, &dir, &replay_all);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+
     let mut g = c.benchmark_group("replay");
     g.throughput(Throughput::Bytes(file_bytes));
-    let mut buf = vec![0u8; 256 << 10];
     g.bench_function("plain_read", |b| {
         b.iter(|| black_box(plain_read(&dir, &mut buf)))
     });
     for (name, read_ahead) in [("replay_max", true), ("replay_max_one_thread", false)] {
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                let mut r = open_with(read_ahead);
-                let mut sum = 0u64;
-                while let Some(e) = r.next_blocking() {
-                    if let ReplayEvent::Frames(batch) = e.expect("sound recording") {
-                        for f in batch.iter() {
-                            sum = sum.wrapping_add(f.seq.to_native());
-                        }
-                    }
-                }
-                black_box(sum)
-            })
-        });
+        g.bench_function(name, |b| b.iter(|| black_box(replay_all(read_ahead))));
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -281,6 +293,49 @@ fn replay(c: &mut Criterion) {
     });
     g.finish();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `REPLAY_ROUNDS=N`: instead of criterion, `N` rounds of a plain read, a replay with
+/// read-ahead and one without, interleaved (so that the VM's slow and fast periods fall on
+/// all three alike); prints each one's fastest, 10th percentile and median time, and the
+/// replays' throughput as a share of the plain read's at each.
+fn interleaved(
+    rounds: usize,
+    file_bytes: u64,
+    buf: &mut [u8],
+    dir: &Path,
+    replay_all: &dyn Fn(bool) -> u64,
+) {
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        black_box(plain_read(dir, buf));
+        times[0].push(t.elapsed());
+        for (i, ahead) in [(1, true), (2, false)] {
+            let t = Instant::now();
+            black_box(replay_all(ahead));
+            times[i].push(t.elapsed());
+        }
+    }
+    for t in &mut times {
+        t.sort();
+    }
+    let at = |t: &Vec<Duration>, q: f64| t[((t.len() - 1) as f64 * q) as usize];
+    println!("replay interleaved: {rounds} rounds of {file_bytes} bytes");
+    for (name, q) in [("min", 0.0), ("p10", 0.1), ("median", 0.5)] {
+        let plain = at(&times[0], q);
+        let share = |i: usize| plain.as_secs_f64() / at(&times[i], q).as_secs_f64() * 100.0;
+        println!(
+            "  {name:>6}: plain_read {:.3} ms ({:.0} MB/s) | replay_max {:.3} ms ({:.0}%) | \
+             replay_max_one_thread {:.3} ms ({:.0}%)",
+            plain.as_secs_f64() * 1e3,
+            file_bytes as f64 / plain.as_secs_f64() / 1e6,
+            at(&times[1], q).as_secs_f64() * 1e3,
+            share(1),
+            at(&times[2], q).as_secs_f64() * 1e3,
+            share(2),
+        );
+    }
 }
 
 criterion_group!(benches, recording, replay);
