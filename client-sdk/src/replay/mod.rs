@@ -145,9 +145,13 @@ impl ReplayBuilder {
     }
 
     /// Whether a second thread finds and CRC-checks the next blocks (and takes their page
-    /// faults) while the replay walks the current one; the frames, their order and the
-    /// damage reported are the same either way. Default: on at [`Speed::Max`] when the
-    /// machine has more than one CPU, off when paced (nothing to gain).
+    /// faults), up to 16 blocks ahead, while the replay walks the current one; the frames,
+    /// their order and the damage reported are the same either way. Default: on at
+    /// [`Speed::Max`] when the machine has more than one CPU, off when paced (nothing to
+    /// gain). It pays on an idle second core (a replay ~25% faster) and costs when the other
+    /// cores are busy (~15% slower): see BENCHMARKS.md. When the replay is ahead of the
+    /// thread, `next_blocking` and `next().await` wait for it (blocking, for about the time
+    /// it takes to check a block). A subscription change or a rewind restarts the thread.
     pub fn read_ahead(mut self, on: bool) -> ReplayBuilder {
         self.read_ahead = Some(on);
         self
@@ -269,8 +273,10 @@ enum Next {
 /// `Event`s with `next().await`).
 ///
 /// The batches point into the recording's memory map (no copy) and keep it mapped while they
-/// live. Reading at full speed, the work per frame is one validation (`access`), the time and
-/// subscription check and the `seq` check; each block's CRC is checked when it is read.
+/// live. Reading at full speed, the work per frame is one validation (`access`: a few tag
+/// checks for trades, quotes and deltas), the time and subscription check and the `seq`
+/// check; each block's CRC is checked before any of its frames is delivered, by the
+/// read-ahead thread when there is one ([`ReplayBuilder::read_ahead`]).
 ///
 /// Subscriptions may change while replaying: a change applies to the blocks read after it
 /// (frames of the block being delivered, at most one block ahead, come as selected before,

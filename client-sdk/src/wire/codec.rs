@@ -121,7 +121,7 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
 /// Validates `bytes` as one archived frame and gives zero-copy access to it.
 ///
 /// Plain frames (trades, quotes, deltas, heartbeats: no pointer inside) are checked by their
-/// tags alone ([`super::plain`]); the others by rkyv's validator.
+/// tags alone; the others by rkyv's validator.
 #[inline]
 pub fn access(bytes: &[u8]) -> Result<&ArchivedFrame, WireError> {
     access_at(bytes, 0, 0)
