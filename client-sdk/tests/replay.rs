@@ -670,6 +670,22 @@ fn read_ahead_gives_the_same_events_as_reading_in_place() {
         "reported once"
     );
     assert!(delivered > 1_000, "{delivered} frames");
+
+    // Dropped mid-way, with the thread blocked on a full queue: the drop stops the thread
+    // and returns (on another thread, so that a hang fails the test instead of stalling it).
+    let dir = tmp.path().to_path_buf();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut replay = Replay::builder(&dir).read_ahead(true).open().unwrap();
+        replay.subscribe(&["*"], &[]).unwrap();
+        assert!(replay.next_blocking().is_some());
+        std::thread::sleep(Duration::from_millis(50));
+        drop(replay);
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("dropping a replay stops its read-ahead thread");
 }
 
 // ---------------------------------------------------------------------------------------------
