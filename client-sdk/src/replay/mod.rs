@@ -607,3 +607,15 @@ impl Iterator for Blocking<'_> {
         self.replay.next_blocking()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// A replay (with its read-ahead thread) moves to another thread or task, as a backtest
+    /// spawned on a runtime needs.
+    #[test]
+    fn a_replay_is_send() {
+        fn send<T: Send>() {}
+        send::<super::Replay>();
+        send::<super::ReplayEvent>();
+    }
+}
