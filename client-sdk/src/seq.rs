@@ -151,12 +151,7 @@ impl SeqTracker {
     /// Checks one received frame.
     #[inline]
     pub fn check(&mut self, frame: &ArchivedFrame) -> SeqCheck {
-        self.check_kind(frame, frame.kind())
-    }
-
-    /// [`Self::check`] for a caller that has the frame's kind already.
-    #[inline]
-    pub(crate) fn check_kind(&mut self, frame: &ArchivedFrame, kind: Kind) -> SeqCheck {
+        let kind = frame.kind();
         if kind == Kind::Heartbeat {
             return SeqCheck::Unchecked;
         }
@@ -210,8 +205,8 @@ impl SeqTracker {
         }
     }
 
-    /// [`Self::check_kind`] for a frame of the instrument whose [`slot`](Self::slot) the
-    /// caller has.
+    /// [`Self::check`] for a frame of kind `kind` of the instrument whose
+    /// [`slot`](Self::slot) the caller has.
     #[inline]
     pub(crate) fn check_frame_in(
         &mut self,

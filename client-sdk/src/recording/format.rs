@@ -525,13 +525,11 @@ impl<'a> Records<'a> {
     pub fn new(payload: &'a [u8]) -> Records<'a> {
         Records { payload, pos: 0 }
     }
-}
 
-impl<'a> Records<'a> {
     /// The next record if it holds a plain frame (a frame with no pointer inside: see
-    /// `wire::plain`), validated: its bytes, the frame and its kind. `None`, and nothing consumed, for
-    /// anything else (another record, a defect, the end), which [`Iterator::next`] then
-    /// reads. The fast path of a replay: most records are plain.
+    /// `wire::plain`), validated: its bytes, the frame and its kind. `None`, and nothing
+    /// consumed, for anything else (another record, a defect, the end), which
+    /// [`Iterator::next`] then reads. The fast path of a replay: most records are plain.
     #[inline]
     pub(crate) fn next_plain(&mut self) -> Option<(&'a [u8], &'a ArchivedFrame, Kind)> {
         const RECORD: usize = BlockBuilder::record_size(PLAIN_LEN);
